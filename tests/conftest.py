@@ -1,0 +1,42 @@
+"""Shared fixtures: test data location, timeouts, synthetic audio."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from whisper_streaming.audio import SAMPLE_RATE
+
+REPO = Path(__file__).resolve().parent.parent
+TESTDATA = Path(os.environ.get("WHISPER_STREAMING_TESTDATA", REPO.parent / "shared" / "testdata"))
+TIMEOUT_SCALE = float(os.environ.get("WHISPER_STREAMING_TIMEOUT_SCALE", "1.0"))
+"""Every test timeout is multiplied by this; raise it on slow machines."""
+
+
+def timeout(seconds: float) -> float:
+    """A test timeout scaled by TIMEOUT_SCALE."""
+    return seconds * TIMEOUT_SCALE
+
+
+@pytest.fixture(scope="session")
+def testdata() -> Path:
+    """The shared real-speech test data (override with WHISPER_STREAMING_TESTDATA)."""
+    if not TESTDATA.is_dir():
+        if os.environ.get("CI"):
+            pytest.fail(f"test data not found at {TESTDATA} (set WHISPER_STREAMING_TESTDATA)")
+        pytest.skip(f"test data not found at {TESTDATA}")
+    return TESTDATA
+
+
+def tone(seconds: float, amplitude: float = 0.3, freq_hz: float = 220.0) -> np.ndarray:
+    """A sine tone, float32 at 16 kHz."""
+    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
+    return (amplitude * np.sin(2 * np.pi * freq_hz * t)).astype(np.float32)
+
+
+def silence(seconds: float) -> np.ndarray:
+    """Digital silence, float32 at 16 kHz."""
+    return np.zeros(int(seconds * SAMPLE_RATE), np.float32)

@@ -1,0 +1,291 @@
+"""ASRProcessor policy, driven by a scripted backend: no model, no socket, no thread."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+
+from tests.conftest import silence, tone
+from tests.unit.fakes import EnergyVadModel
+from whisper_streaming import (
+    ASRProcessor,
+    AudioError,
+    ConfigError,
+    ProcessorOptions,
+    ScriptedBackend,
+    StateError,
+    Transcription,
+    VadOptions,
+)
+from whisper_streaming.backends import timeline_from_text
+from whisper_streaming.backends.base import InferenceRequest, Segment, Word
+from whisper_streaming.simulate import simulate
+from whisper_streaming.streaming.hypothesis import words_text
+from whisper_streaming.vad import StreamingVad
+
+NO_VAD = {"use_vad": False}
+
+
+def tr(text: str, step: float = 0.3) -> Transcription:
+    """A one-segment transcription whose words are laid out ``step`` seconds apart."""
+    ws = tuple(Word(" " + t, i * step, i * step + 0.25, 0.9) for i, t in enumerate(text.split()))
+    return Transcription((Segment(0.0, len(ws) * step, " " + text, ws),), "en", 1.0)
+
+
+def vad_processor(**kw: object) -> ASRProcessor:
+    options = ProcessorOptions(**kw)  # type: ignore[arg-type]
+    return ASRProcessor(options, vad=StreamingVad(options.vad, model=EnergyVadModel()))
+
+
+def run_due(proc: ASRProcessor, backend: ScriptedBackend, log: list[object]) -> list[Word]:
+    committed: list[Word] = []
+    while (req := proc.next_request()) is not None:
+        update = proc.apply(req, backend.transcribe(req))
+        committed.extend(update.committed)
+        log.append(update)
+    return committed
+
+
+def test_agreement_commits_only_the_common_prefix() -> None:
+    """Words are committed only once two consecutive hypotheses agree on them."""
+    proc = ASRProcessor(ProcessorOptions(**NO_VAD))
+    backend = ScriptedBackend([tr("a b c"), tr("a b d e")])
+    proc.insert_audio(tone(1.0))
+    req = proc.next_request()
+    assert req is not None
+    first = proc.apply(req, backend.transcribe(req))
+    assert first.committed == () and first.partial_text == "a b c"
+    proc.insert_audio(tone(1.0))
+    req = proc.next_request()
+    assert req is not None and req.duration_s == pytest.approx(2.0)
+    second = proc.apply(req, backend.transcribe(req))
+    assert second.committed_text == "a b"
+    assert second.partial_text == "d e"
+
+
+def test_committed_words_are_not_committed_again() -> None:
+    """Words the buffer still holds are filtered out of later hypotheses (time and n-gram)."""
+    proc = ASRProcessor(ProcessorOptions(**NO_VAD))
+    backend = ScriptedBackend([tr("a b c"), tr("a b c d"), tr("a b c d e"), tr("a b c d e")])
+    texts = []
+    for _ in range(4):
+        proc.insert_audio(tone(1.0))
+        req = proc.next_request()
+        assert req is not None
+        texts.append(proc.apply(req, backend.transcribe(req)).committed_text)
+    assert texts == ["", "a b c", "d", "e"]
+
+
+def test_request_waits_for_min_chunk_and_one_outstanding() -> None:
+    """No request before min_chunk_s of new audio, and never two at once."""
+    proc = ASRProcessor(ProcessorOptions(min_chunk_s=0.5, **NO_VAD))
+    proc.insert_audio(tone(0.4))
+    assert proc.next_request() is None
+    proc.insert_audio(tone(0.2))
+    req = proc.next_request()
+    assert req is not None
+    proc.insert_audio(tone(1.0))
+    assert proc.next_request() is None
+    proc.apply(req, Transcription())
+    assert proc.next_request() is not None
+
+
+def test_trimming_keeps_committed_audio_out_of_the_buffer() -> None:
+    """The buffer is cut at committed segment ends, and the transcript is still exact."""
+    sentences = " ".join(f"w{i}a w{i}b w{i}c w{i}d w{i}e w{i}f." for i in range(30))
+    timeline = timeline_from_text(sentences, start_s=0.3)
+    backend = ScriptedBackend(timeline=timeline)
+    options = ProcessorOptions(buffer_trimming_s=5.0, max_buffer_s=12.0, **NO_VAD)
+    audio = tone(timeline[-1].end + 1.0)
+    result = simulate(audio, backend, options)
+    assert result.text == words_text(timeline)
+    # Trimming happens before the cap is ever needed.
+    assert result.max_buffer_s <= 5.0 + 3.0 + 1.0
+    late = [r for r in backend.requests if r.offset_s > 20]
+    assert late, "the buffer start must move forward"
+    for req in backend.requests:
+        assert req.duration_s <= 12.0
+
+
+def test_cap_holds_when_hypotheses_never_agree() -> None:
+    """With hypotheses that never agree, text is still committed and the buffer stays capped."""
+    rng = random.Random(7)
+
+    def babble(req: InferenceRequest) -> Transcription:
+        n = int(req.duration_s / 0.5)
+        ws = [Word(f" x{rng.randrange(10**6)}", i * 0.5, i * 0.5 + 0.4) for i in range(n)]
+        segs = tuple(
+            Segment(ws[i].start, ws[min(i + 4, n - 1)].end, "", tuple(ws[i : i + 5]))
+            for i in range(0, n, 5)
+        )
+        return Transcription(segs, "en", 1.0)
+
+    options = ProcessorOptions(buffer_trimming_s=8.0, max_buffer_s=12.0, **NO_VAD)
+    result = simulate(tone(120.0), ScriptedBackend(responder=babble), options)
+    assert result.max_buffer_s <= 12.0
+    assert result.max_request_s <= 12.0
+    assert len(result.words) > 100
+    starts = [w.start for w in result.words]
+    assert starts == sorted(starts)
+
+
+def test_finish_commits_the_tail() -> None:
+    """finish() runs a final decode, so the words at the very end are committed."""
+    timeline = timeline_from_text("alpha beta gamma delta epsilon zeta eta theta", start_s=0.2)
+    backend = ScriptedBackend(timeline=timeline)
+    proc = ASRProcessor(ProcessorOptions(**NO_VAD))
+    committed: list[Word] = []
+    log: list[object] = []
+    audio = tone(timeline[-1].end + 0.05)
+    for i in range(0, audio.size, 16000):
+        proc.insert_audio(audio[i : i + 16000])
+        committed += run_due(proc, backend, log)
+    assert words_text(committed) != words_text(timeline)
+    done = proc.finish()
+    assert not done.final
+    committed += run_due(proc, backend, log)
+    assert words_text(committed) == words_text(timeline)
+    assert log[-1].final and log[-1].partial == ()  # type: ignore[attr-defined]
+    assert proc.next_request() is None
+    with pytest.raises(StateError):
+        proc.insert_audio(tone(0.1))
+
+
+def test_finish_with_nothing_pending_is_final_at_once() -> None:
+    """An empty stream finishes immediately."""
+    proc = ASRProcessor(ProcessorOptions(**NO_VAD))
+    assert proc.finish().final
+
+
+def test_failed_final_decode_commits_what_was_shown() -> None:
+    """If the final decode fails, the last partial is committed instead of being lost."""
+    proc = ASRProcessor(ProcessorOptions(**NO_VAD))
+    proc.insert_audio(tone(1.0))
+    req = proc.next_request()
+    assert req is not None
+    assert proc.apply(req, tr("hello world")).partial_text == "hello world"
+    proc.finish()
+    final_req = proc.next_request()
+    assert final_req is not None and final_req.final
+    update = proc.fail(final_req)
+    assert update.committed_text == "hello world" and update.final
+
+
+def test_vad_finalizes_each_utterance_and_skips_silence() -> None:
+    """The end of speech seals the utterance at once; silence is never sent to the model."""
+    timeline = [
+        *timeline_from_text("one two three", start_s=0.2),
+        *timeline_from_text("four five six", start_s=3.2),
+    ]
+    backend = ScriptedBackend(timeline=timeline)
+    proc = vad_processor(min_chunk_s=0.5, vad=VadOptions(min_silence_ms=500, speech_pad_ms=200))
+    audio = np.concatenate([tone(2.0), silence(1.0), tone(2.0), silence(1.0)])
+    log: list[object] = []
+    committed: list[Word] = []
+    ends = []
+    for i in range(0, audio.size, 4000):
+        proc.insert_audio(audio[i : i + 4000])
+        before = len(log)
+        committed += run_due(proc, backend, log)
+        for update in log[before:]:
+            if update.utterance_end:  # type: ignore[attr-defined]
+                ends.append((proc.stream_time_s, words_text(committed)))
+    # Both utterances were finalized by the VAD, before the stream ended, within ~0.8 s.
+    assert [text for _, text in ends] == ["one two three", "one two three four five six"]
+    assert ends[0][0] <= 2.0 + 0.8
+    assert proc.finish().final
+    for req in backend.requests:
+        lo, hi = req.offset_s, req.offset_s + req.duration_s
+        assert not (lo < 2.4 and hi > 2.6), "silence between utterances reached the model"
+
+
+def test_vad_silence_never_reaches_the_model() -> None:
+    """A silent stream produces no request at all."""
+    backend = ScriptedBackend()
+    proc = vad_processor()
+    for _ in range(20):
+        proc.insert_audio(silence(1.0))
+        assert proc.next_request() is None
+    assert proc.finish().final and backend.requests == []
+
+
+def test_flush_finalizes_without_ending_the_stream() -> None:
+    """flush() commits pending text and the stream goes on."""
+    backend = ScriptedBackend(timeline=timeline_from_text("a b c d", start_s=0.1))
+    proc = ASRProcessor(ProcessorOptions(**NO_VAD))
+    proc.insert_audio(tone(2.5))
+    log: list[object] = []
+    run_due(proc, backend, log)
+    proc.flush()
+    assert words_text(run_due(proc, backend, log)) == "a b c d"
+    proc.insert_audio(tone(1.0))
+    assert proc.next_request() is not None
+
+
+def test_apply_checks_the_request() -> None:
+    """apply() refuses a request that is not the outstanding one."""
+    proc = ASRProcessor(ProcessorOptions(**NO_VAD))
+    proc.insert_audio(tone(1.0))
+    req = proc.next_request()
+    assert req is not None
+    stranger = InferenceRequest(tone(1.0), 0.0)
+    with pytest.raises(StateError):
+        proc.apply(stranger, Transcription())
+
+
+def test_prompt_is_committed_text_before_the_buffer() -> None:
+    """The prompt carries the last committed words that lie before the buffer, at most N chars."""
+    timeline = timeline_from_text(" ".join(f"word{i}." for i in range(80)), start_s=0.2)
+    backend = ScriptedBackend(timeline=timeline)
+    options = ProcessorOptions(prompt_chars=40, buffer_trimming_s=4.0, max_buffer_s=10.0, **NO_VAD)
+    simulate(tone(timeline[-1].end + 0.5), backend, options)
+    prompts = [r.prompt for r in backend.requests if r.prompt]
+    assert prompts and all(len(p) <= 40 for p in prompts)
+    last = backend.requests[-1]
+    assert prompts[-1].split()[-1].rstrip(".") == "word" + str(
+        max(int(w.word.strip()[4:-1]) for w in timeline if w.end <= last.offset_s + 1e-3)
+    )
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"min_chunk_s": 0},
+        {"min_chunk_s": -1},
+        {"buffer_trimming_s": 1.0},
+        {"max_buffer_s": 10.0},
+        {"task": "summarize"},
+        {"beam_size": 0},
+        {"language": ""},
+        {"prompt_chars": -1},
+        {"no_speech_threshold": 2},
+    ],
+)
+def test_invalid_processor_options_raise(kwargs: dict[str, object]) -> None:
+    """Out-of-range options are refused with ConfigError."""
+    with pytest.raises(ConfigError):
+        ProcessorOptions(**kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"threshold": 0}, {"threshold": 1.5}, {"min_silence_ms": 0}, {"speech_pad_ms": -1},
+     {"speech_pad_ms": 600}],
+)
+def test_invalid_vad_options_raise(kwargs: dict[str, object]) -> None:
+    """Out-of-range VAD options are refused with ConfigError."""
+    with pytest.raises(ConfigError):
+        VadOptions(**kwargs)  # type: ignore[arg-type]
+
+
+def test_bad_audio_is_refused() -> None:
+    """NaN, infinity and multi-channel arrays raise AudioError."""
+    proc = ASRProcessor(ProcessorOptions(**NO_VAD))
+    with pytest.raises(AudioError):
+        proc.insert_audio(np.array([0.0, np.nan], np.float32))
+    with pytest.raises(AudioError):
+        proc.insert_audio(np.array([0.0, np.inf], np.float32))
+    with pytest.raises(AudioError):
+        proc.insert_audio(np.zeros((2, 100), np.float32))

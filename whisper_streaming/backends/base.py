@@ -1,0 +1,108 @@
+"""The backend seam: the :class:`ASRBackend` protocol and the values that cross it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from ..audio import SAMPLE_RATE, Float32Array
+
+__all__ = ["ASRBackend", "InferenceRequest", "Segment", "Transcription", "Word"]
+
+
+@dataclass(frozen=True, slots=True)
+class Word:
+    """One recognised word. Times are in seconds.
+
+    ``word`` keeps Whisper's leading space (``" Hello"``) so that joining words gives the text.
+    """
+
+    word: str
+    start: float
+    end: float
+    probability: float = 1.0
+
+    def shifted(self, offset_s: float) -> Word:
+        """Return the same word with both times moved by ``offset_s`` seconds."""
+        return Word(self.word, self.start + offset_s, self.end + offset_s, self.probability)
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """A run of words the model decoded together. Times in seconds, relative to the request."""
+
+    start: float
+    end: float
+    text: str
+    words: tuple[Word, ...] = ()
+    no_speech_prob: float = 0.0
+    avg_logprob: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Transcription:
+    """A backend's answer to one :class:`InferenceRequest`."""
+
+    segments: tuple[Segment, ...] = ()
+    language: str | None = None
+    language_probability: float | None = None
+
+    @property
+    def text(self) -> str:
+        """All segment texts joined."""
+        return "".join(s.text for s in self.segments)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class InferenceRequest:
+    """One decode the streaming processor asks for.
+
+    Attributes:
+        audio: mono float32 samples at :data:`SAMPLE_RATE`.
+        offset_s: stream time, in seconds, of ``audio[0]``.
+        prompt: previous committed text to condition the decoder on ("" for none).
+        language: language code, or None to auto-detect.
+        task: "transcribe" or "translate".
+        beam_size: beam width.
+        final: the processor will commit everything this request returns.
+        request_id: increasing number, unique within one processor.
+    """
+
+    audio: Float32Array
+    offset_s: float
+    prompt: str = ""
+    language: str | None = None
+    task: str = "transcribe"
+    beam_size: int = 5
+    final: bool = False
+    request_id: int = 0
+    epoch: int = field(default=0, repr=False)
+
+    @property
+    def duration_s(self) -> float:
+        """Length of ``audio`` in seconds."""
+        return float(np.asarray(self.audio).shape[0]) / SAMPLE_RATE
+
+
+@runtime_checkable
+class ASRBackend(Protocol):
+    """What the scheduler needs from a speech recognizer.
+
+    Implementations must be safe to call from several worker threads at once, or set
+    ``max_concurrency`` to 1. Word timestamps must be returned for every segment.
+    """
+
+    name: str
+    model_name: str
+    max_concurrency: int
+
+    def transcribe(self, request: InferenceRequest) -> Transcription:
+        """Transcribe one request. Times in the result are relative to ``request.audio``."""
+        ...
+
+    def transcribe_batch(self, requests: Sequence[InferenceRequest]) -> list[Transcription]:
+        """Transcribe several requests; may simply loop over :meth:`transcribe`."""
+        ...

@@ -1,0 +1,114 @@
+"""Frozen, validated option values. Units are part of every name (``_s``, ``_ms``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .exceptions import ConfigError
+
+__all__ = ["TASKS", "ProcessorOptions", "VadOptions"]
+
+TASKS = ("transcribe", "translate")
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VadOptions:
+    """Streaming Silero VAD settings.
+
+    Attributes:
+        threshold: speech probability at or above which a window counts as speech.
+        neg_threshold_offset: speech ends only below ``threshold - neg_threshold_offset``
+            (hysteresis, as in Silero's reference iterator).
+        min_silence_ms: silence that must follow speech before an end-of-speech event.
+        speech_pad_ms: audio kept before a speech start and after a speech end.
+    """
+
+    threshold: float = 0.5
+    neg_threshold_offset: float = 0.15
+    min_silence_ms: int = 500
+    speech_pad_ms: int = 200
+
+    def __post_init__(self) -> None:
+        _require(0.0 < self.threshold < 1.0, f"threshold must be in (0, 1), got {self.threshold}")
+        _require(
+            0.0 <= self.neg_threshold_offset < self.threshold,
+            f"neg_threshold_offset must be in [0, threshold), got {self.neg_threshold_offset}",
+        )
+        _require(self.min_silence_ms > 0, f"min_silence_ms must be > 0, got {self.min_silence_ms}")
+        _require(self.speech_pad_ms >= 0, f"speech_pad_ms must be >= 0, got {self.speech_pad_ms}")
+        _require(
+            self.speech_pad_ms < self.min_silence_ms,
+            "speech_pad_ms must be smaller than min_silence_ms",
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProcessorOptions:
+    """How the streaming processor turns audio into requests and commits words.
+
+    Attributes:
+        min_chunk_s: new (voiced) audio needed before the next decode.
+        buffer_trimming_s: once the buffer is longer, cut it at a segment boundary inside
+            committed text.
+        max_buffer_s: hard cap on the audio sent in one request while the model keeps up; when
+            agreement stalls, text is committed up to the last complete segment and the buffer cut.
+        prompt_chars: characters of committed text (before the buffer) passed as the prompt.
+        max_overlap_words: longest n-gram compared when removing words already committed.
+        language: language code, or None to auto-detect.
+        task: "transcribe" or "translate".
+        beam_size: beam width for decoding (1 = greedy).
+        use_vad: gate the model with the streaming VAD and finalize at the end of each utterance.
+        vad: VAD settings, used when ``use_vad`` is true.
+        no_speech_threshold: a segment whose no-speech probability is above this and whose average
+            log-probability is below ``logprob_threshold`` is treated as silence.
+        logprob_threshold: see ``no_speech_threshold``.
+    """
+
+    min_chunk_s: float = 1.0
+    buffer_trimming_s: float = 15.0
+    max_buffer_s: float = 30.0
+    prompt_chars: int = 200
+    max_overlap_words: int = 5
+    language: str | None = None
+    task: str = "transcribe"
+    beam_size: int = 5
+    use_vad: bool = True
+    vad: VadOptions = field(default_factory=VadOptions)
+    no_speech_threshold: float = 0.6
+    logprob_threshold: float = -1.0
+
+    def __post_init__(self) -> None:
+        _require(
+            0.0 < self.min_chunk_s <= 10.0,
+            f"min_chunk_s must be in (0, 10], got {self.min_chunk_s}",
+        )
+        _require(
+            self.buffer_trimming_s >= 2 * self.min_chunk_s,
+            f"buffer_trimming_s must be at least 2 * min_chunk_s, got {self.buffer_trimming_s}",
+        )
+        _require(
+            self.max_buffer_s >= self.buffer_trimming_s + self.min_chunk_s,
+            "max_buffer_s must be at least buffer_trimming_s + min_chunk_s, "
+            f"got {self.max_buffer_s}",
+        )
+        _require(self.prompt_chars >= 0, f"prompt_chars must be >= 0, got {self.prompt_chars}")
+        _require(
+            1 <= self.max_overlap_words <= 20,
+            f"max_overlap_words must be in [1, 20], got {self.max_overlap_words}",
+        )
+        _require(self.task in TASKS, f"task must be one of {TASKS}, got {self.task!r}")
+        _require(1 <= self.beam_size <= 20, f"beam_size must be in [1, 20], got {self.beam_size}")
+        _require(
+            self.language is None
+            or (isinstance(self.language, str) and 2 <= len(self.language) <= 8),
+            f"language must be a language code or None, got {self.language!r}",
+        )
+        _require(
+            0.0 <= self.no_speech_threshold <= 1.0,
+            f"no_speech_threshold must be in [0, 1], got {self.no_speech_threshold}",
+        )

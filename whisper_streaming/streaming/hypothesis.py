@@ -1,0 +1,108 @@
+"""LocalAgreement commit policy helpers (Machacek et al., 2023).
+
+Pure functions over :class:`Word` lists: word normalisation, the agreed prefix of two hypotheses,
+and removal of words that repeat the end of the committed text.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from ..backends.base import Segment, Word
+
+__all__ = [
+    "agreed_prefix_length",
+    "drop_committed",
+    "is_hallucination",
+    "normalize_word",
+    "words_text",
+]
+
+_NON_WORD = re.compile(r"[^\w']+")
+
+
+def normalize_word(word: str) -> str:
+    """Lower-case the word and drop punctuation and spaces, for comparisons."""
+    return _NON_WORD.sub("", word.lower())
+
+
+def words_text(words: Sequence[Word]) -> str:
+    """The text of ``words`` as Whisper writes it, without the leading space."""
+    return "".join(w.word for w in words).strip()
+
+
+def agreed_prefix_length(previous: Sequence[Word], current: Sequence[Word]) -> int:
+    """Number of leading words on which two consecutive hypotheses agree (normalised text)."""
+    n = 0
+    for a, b in zip(previous, current, strict=False):
+        if normalize_word(a.word) != normalize_word(b.word):
+            break
+        n += 1
+    return n
+
+
+def drop_committed(
+    words: Sequence[Word],
+    committed_tail: Sequence[Word],
+    committed_end_s: float,
+    *,
+    max_overlap_words: int = 5,
+    time_tolerance_s: float = 0.1,
+    overlap_window_s: float = 1.0,
+) -> list[Word]:
+    """Remove from a new hypothesis the words that were already committed.
+
+    Two filters, as in the reference implementation: words that start before the end of the
+    committed text (less a tolerance) are dropped, then, if the remaining hypothesis starts near
+    that end, the longest n-gram (up to ``max_overlap_words``) that equals the last committed words
+    is removed from its head. The longest match is tried first so that repeated words ("the the")
+    are not half-removed.
+
+    Args:
+        words: the hypothesis, absolute times.
+        committed_tail: the last committed words, absolute times, oldest first.
+        committed_end_s: end time of the last committed word (0 when none).
+    """
+    kept = [w for w in words if w.start > committed_end_s - time_tolerance_s]
+    if not kept or not committed_tail or abs(kept[0].start - committed_end_s) >= overlap_window_s:
+        return kept
+    limit = min(max_overlap_words, len(kept), len(committed_tail))
+    for n in range(limit, 0, -1):
+        tail = [normalize_word(w.word) for w in committed_tail[-n:]]
+        head = [normalize_word(w.word) for w in kept[:n]]
+        if tail == head:
+            return kept[n:]
+    return kept
+
+
+def _word_anomaly(word: Word) -> float:
+    """Whisper's word anomaly score: improbable, very short or very long words score high."""
+    duration = word.end - word.start
+    score = 0.0
+    if word.probability < 0.15:
+        score += 1.0
+    if duration < 0.133:
+        score += (0.133 - duration) * 15
+    if duration > 2.0:
+        score += duration - 2.0
+    return score
+
+
+def is_hallucination(
+    segment: Segment, *, max_logprob: float = -0.7, min_no_speech_prob: float = 0.3
+) -> bool:
+    """Whether a segment looks like text the model invented ("Thank you for watching.").
+
+    Whisper's word anomaly score (as used by ``hallucination_silence_threshold`` in openai-whisper)
+    flags segments of improbable, zero-length words. Real speech sometimes has a few such words, so
+    a segment is only dropped when the decoder was also unsure: low average log-probability or a
+    high no-speech probability. Seen with tiny.en on utterance ends when a prompt is given.
+    """
+    words = [w for w in segment.words if normalize_word(w.word)][:8]
+    if not words:
+        return False
+    score = sum(_word_anomaly(w) for w in words)
+    anomalous = score >= 3 or score + 0.01 >= len(words)
+    unsure = segment.avg_logprob < max_logprob or segment.no_speech_prob > min_no_speech_prob
+    return anomalous and unsure

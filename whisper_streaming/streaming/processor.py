@@ -1,0 +1,457 @@
+"""ASRProcessor: the streaming state machine (sans-I/O).
+
+It never calls the model. The driver feeds audio, asks for requests, runs them wherever it likes
+(a worker thread, a batch, a remote service) and hands the results back::
+
+    proc.insert_audio(samples)          # float32, 16 kHz, mono
+    req = proc.next_request()           # None until min_chunk_s of new (voiced) audio has arrived
+    update = proc.apply(req, backend.transcribe(req))
+    proc.finish()                       # end of stream: final decodes follow
+    while (req := proc.next_request()) is not None:
+        update = proc.apply(req, backend.transcribe(req))   # the last one has update.final
+
+Policy: LocalAgreement-2 over a growing audio buffer. Every decode re-transcribes the uncommitted
+buffer; the longest common prefix of the last two hypotheses is committed. With VAD on, only speech
+enters the buffer, and the end of an utterance seals the buffer for one final decode that commits
+everything in it. At most one request is outstanding at a time.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from ..audio import SAMPLE_RATE, Float32Array, check_samples
+from ..backends.base import InferenceRequest, Transcription, Word
+from ..config import ProcessorOptions
+from ..exceptions import StateError
+from ..vad import WINDOW_SAMPLES, StreamingVad, VadEventKind
+from .hypothesis import agreed_prefix_length, drop_committed, is_hallucination, words_text
+
+__all__ = ["ASRProcessor", "ProcessorState", "TranscriptUpdate"]
+
+_COMMITTED_TAIL_WORDS = 64
+_EPS_S = 1e-3
+
+
+class ProcessorState(enum.Enum):
+    """Lifecycle of an :class:`ASRProcessor`."""
+
+    STREAMING = "streaming"
+    FINISHING = "finishing"
+    DONE = "done"
+
+
+@dataclass(frozen=True, slots=True)
+class TranscriptUpdate:
+    """What changed after one step. Word times are seconds from the start of the stream.
+
+    Attributes:
+        committed: words confirmed by this step, in order; never revised later.
+        partial: the whole unconfirmed tail as it stands now; replaces the previous partial.
+        utterance_end: an utterance was finalized (VAD end of speech, flush or finish).
+        final: the stream is finished; no more updates will come.
+        language: detected language, set on the first update that knows it.
+        language_probability: probability of ``language``.
+        segment_ends: stream times at which the model ended a segment among ``committed``.
+    """
+
+    committed: tuple[Word, ...] = ()
+    partial: tuple[Word, ...] = ()
+    utterance_end: bool = False
+    final: bool = False
+    language: str | None = None
+    language_probability: float | None = None
+    segment_ends: tuple[float, ...] = ()
+
+    @property
+    def committed_text(self) -> str:
+        """Text of ``committed``."""
+        return words_text(self.committed)
+
+    @property
+    def partial_text(self) -> str:
+        """Text of ``partial``."""
+        return words_text(self.partial)
+
+
+@dataclass(slots=True)
+class _Utterance:
+    """A sealed stretch of speech waiting for its final decode."""
+
+    audio: Float32Array
+    start_s: float
+    shown: tuple[Word, ...]  # the hypothesis the user saw as partial when it was sealed
+
+
+class ASRProcessor:
+    """Turns a stream of audio into inference requests and transcript updates.
+
+    Args:
+        options: processing options (defaults: :class:`ProcessorOptions`).
+        vad: a streaming VAD to use when ``options.use_vad``; created if not given.
+    """
+
+    def __init__(
+        self, options: ProcessorOptions | None = None, *, vad: StreamingVad | None = None
+    ) -> None:
+        self.options = options or ProcessorOptions()
+        self.state = ProcessorState.STREAMING
+        self._vad = (vad or StreamingVad(self.options.vad)) if self.options.use_vad else None
+        self._min_chunk_samples = int(self.options.min_chunk_s * SAMPLE_RATE)
+        self._pad_samples = self.options.vad.speech_pad_ms * SAMPLE_RATE // 1000
+        # Samples fed so far (stream clock).
+        self._stream_samples = 0
+        # The open buffer: audio not yet committed, from _buffer_start_s on.
+        self._buffer: Float32Array = np.zeros(0, np.float32)
+        self._buffer_start_s = 0.0
+        self._new_samples = 0
+        self._epoch = 0
+        self._hypothesis: list[Word] = []
+        self._sealed: deque[_Utterance] = deque()
+        # Recent input, for VAD pre-roll: _history[0] is stream sample _history_start.
+        self._history: Float32Array = np.zeros(0, np.float32)
+        self._history_start = 0
+        self._speech_from: int | None = None
+        self._committed_tail: deque[Word] = deque(maxlen=_COMMITTED_TAIL_WORDS)
+        self._committed_end_s = 0.0
+        self._inflight: InferenceRequest | None = None
+        self._next_request_id = 0
+        self._language: str | None = None
+        self._language_reported = False
+        self._language_probability: float | None = None
+
+    # -- observation -------------------------------------------------------------------------
+
+    @property
+    def stream_time_s(self) -> float:
+        """Seconds of audio fed so far."""
+        return self._stream_samples / SAMPLE_RATE
+
+    @property
+    def buffer_duration_s(self) -> float:
+        """Seconds of audio in the open (not yet sealed) buffer."""
+        return float(self._buffer.shape[0]) / SAMPLE_RATE
+
+    @property
+    def pending_duration_s(self) -> float:
+        """Seconds of audio held: the open buffer plus sealed utterances awaiting a final decode."""
+        held = sum(int(u.audio.shape[0]) for u in self._sealed)
+        return self.buffer_duration_s + held / SAMPLE_RATE
+
+    @property
+    def committed_end_s(self) -> float:
+        """Stream time at which the last committed word ends."""
+        return self._committed_end_s
+
+    @property
+    def in_speech(self) -> bool:
+        """Whether the VAD is inside speech (always true without VAD)."""
+        return self._vad.triggered if self._vad is not None else True
+
+    @property
+    def partial(self) -> tuple[Word, ...]:
+        """The unconfirmed words as they stand."""
+        shown: list[Word] = []
+        for u in self._sealed:
+            shown.extend(u.shown)
+        shown.extend(self._hypothesis)
+        return tuple(shown)
+
+    @property
+    def has_work(self) -> bool:
+        """Whether :meth:`next_request` would return a request now."""
+        if self._inflight is not None:
+            return False
+        return bool(self._sealed) or (
+            self._buffer.shape[0] > 0 and self._new_samples >= self._min_chunk_samples
+        )
+
+    @property
+    def has_uncommitted_audio(self) -> bool:
+        """Whether there is any buffered speech whose words are not all committed yet."""
+        return bool(self._sealed) or self._buffer.shape[0] > 0
+
+    # -- input -------------------------------------------------------------------------------
+
+    def insert_audio(self, samples: npt.ArrayLike) -> None:
+        """Append mono float32 samples at 16 kHz.
+
+        Raises:
+            AudioError: not 1-D, or NaN / infinite values.
+            StateError: the stream was finished.
+        """
+        if self.state is not ProcessorState.STREAMING:
+            raise StateError(f"cannot insert audio in state {self.state.value}")
+        arr = check_samples(samples)
+        if arr.size == 0:
+            return
+        self._stream_samples += arr.shape[0]
+        if self._vad is None:
+            self._append(arr, (self._stream_samples - arr.shape[0]) / SAMPLE_RATE)
+            return
+        self._history = np.concatenate([self._history, arr])
+        for event in self._vad.process(arr):
+            if event.kind is VadEventKind.SPEECH_START:
+                self._speech_from = max(event.sample, self._history_start)
+            elif self._speech_from is not None:
+                self._copy_speech(event.sample)
+                self._speech_from = None
+                self._seal()
+        if self._speech_from is not None:
+            self._copy_speech(self._vad.processed_samples)
+        keep_from = self._vad.processed_samples - self._pad_samples - 2 * WINDOW_SAMPLES
+        if keep_from > self._history_start:
+            self._history = self._history[keep_from - self._history_start :]
+            self._history_start = keep_from
+
+    def flush(self) -> None:
+        """End the current utterance now: its buffer gets a final decode and is committed.
+
+        Use when the client stops sending audio for a while, so pending text is not held back.
+        """
+        if self._vad is not None and self._speech_from is not None:
+            self._copy_speech(self._stream_samples)
+        self._seal()
+
+    def finish(self) -> TranscriptUpdate:
+        """Mark the end of the stream.
+
+        Everything buffered is sealed for a final decode. Keep calling :meth:`next_request` /
+        :meth:`apply` until an update has ``final`` set; if nothing is pending, the returned update
+        is already final.
+        """
+        if self.state is ProcessorState.STREAMING:
+            self.flush()
+            self._speech_from = None
+            self.state = ProcessorState.FINISHING
+        return self._update(final=self._check_done())
+
+    # -- requests and results -------------------------------------------------------------
+
+    def next_request(self) -> InferenceRequest | None:
+        """The next decode to run, or None if there is nothing to do (or one is outstanding)."""
+        if self._inflight is not None:
+            return None
+        if self._sealed:
+            utt = self._sealed[0]
+            request = self._request(utt.audio, utt.start_s, final=True)
+        elif self._buffer.shape[0] and self._new_samples >= self._min_chunk_samples:
+            self._new_samples = 0
+            request = self._request(self._buffer.copy(), self._buffer_start_s, final=False)
+        else:
+            return None
+        self._inflight = request
+        return request
+
+    def apply(self, request: InferenceRequest, result: Transcription) -> TranscriptUpdate:
+        """Take the backend's answer to the outstanding request and advance.
+
+        Raises:
+            StateError: ``request`` is not the outstanding request.
+        """
+        self._take_inflight(request)
+        if result.language and not self._language:
+            self._language = result.language
+            self._language_probability = result.language_probability
+        words, segment_ends = self._heard(request, result)
+        if request.final:
+            self._sealed.popleft()
+            committed = self._commit(self._new_words(words))
+            return self._update(
+                committed, segment_ends, utterance_end=True, final=self._check_done()
+            )
+        if request.epoch != self._epoch:
+            # The buffer was sealed while this decode ran: its final decode supersedes it.
+            return self._update()
+        new = self._new_words(words)
+        agreed = agreed_prefix_length(self._hypothesis, new)
+        committed = self._commit(new[:agreed])
+        self._hypothesis = new[agreed:]
+        committed += self._bound_buffer(segment_ends)
+        ends = tuple(e for e in segment_ends if e <= self._committed_end_s + _EPS_S)
+        return self._update(committed, ends)
+
+    def fail(self, request: InferenceRequest) -> TranscriptUpdate:
+        """The outstanding request failed: give it up without losing what was shown.
+
+        A failed final decode commits the hypothesis the user last saw for that utterance.
+        """
+        self._take_inflight(request)
+        if not request.final:
+            return self._update()
+        utt = self._sealed.popleft()
+        committed = self._commit(list(utt.shown))
+        return self._update(committed, utterance_end=True, final=self._check_done())
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _take_inflight(self, request: InferenceRequest) -> None:
+        if request is not self._inflight:
+            raise StateError("apply() or fail() got a request that is not the outstanding one")
+        self._inflight = None
+
+    def _request(self, audio: Float32Array, start_s: float, *, final: bool) -> InferenceRequest:
+        self._next_request_id += 1
+        return InferenceRequest(
+            audio=audio,
+            offset_s=start_s,
+            prompt=self._prompt(start_s),
+            language=self.options.language,
+            task=self.options.task,
+            beam_size=self.options.beam_size,
+            final=final,
+            request_id=self._next_request_id,
+            epoch=self._epoch,
+        )
+
+    def _prompt(self, before_s: float) -> str:
+        if not self.options.prompt_chars:
+            return ""
+        text = words_text([w for w in self._committed_tail if w.end <= before_s + _EPS_S])
+        return text[-self.options.prompt_chars :].lstrip()
+
+    def _append(self, samples: Float32Array, start_s: float) -> None:
+        if self._buffer.shape[0] == 0:
+            self._buffer_start_s = start_s
+            self._buffer = samples.copy()
+        else:
+            self._buffer = np.concatenate([self._buffer, samples])
+        self._new_samples += samples.shape[0]
+
+    def _copy_speech(self, until: int) -> None:
+        assert self._speech_from is not None
+        lo = max(self._speech_from, self._history_start)
+        hi = min(until, self._history_start + self._history.shape[0])
+        if hi > lo:
+            chunk = self._history[lo - self._history_start : hi - self._history_start]
+            self._append(chunk, lo / SAMPLE_RATE)
+        self._speech_from = max(self._speech_from, hi)
+
+    def _seal(self) -> None:
+        if self._buffer.shape[0] == 0:
+            return
+        self._sealed.append(_Utterance(self._buffer, self._buffer_start_s, tuple(self._hypothesis)))
+        self._buffer = np.zeros(0, np.float32)
+        self._new_samples = 0
+        self._hypothesis = []
+        self._epoch += 1
+
+    def _heard(
+        self, request: InferenceRequest, result: Transcription
+    ) -> tuple[list[Word], tuple[float, ...]]:
+        """Words of the result in stream time, without segments that Whisper judges silent."""
+        words: list[Word] = []
+        ends: list[float] = []
+        for seg in result.segments:
+            if (
+                seg.no_speech_prob > self.options.no_speech_threshold
+                and seg.avg_logprob < self.options.logprob_threshold
+            ) or is_hallucination(seg):
+                continue
+            seg_words = [w.shifted(request.offset_s) for w in seg.words if w.word.strip()]
+            if seg_words:
+                words.extend(seg_words)
+                ends.append(seg_words[-1].end)
+        return words, tuple(ends)
+
+    def _new_words(self, words: Sequence[Word]) -> list[Word]:
+        return drop_committed(
+            words,
+            list(self._committed_tail),
+            self._committed_end_s,
+            max_overlap_words=self.options.max_overlap_words,
+        )
+
+    def _commit(self, words: Sequence[Word]) -> tuple[Word, ...]:
+        for w in words:
+            self._committed_tail.append(w)
+            self._committed_end_s = max(self._committed_end_s, w.end)
+        return tuple(words)
+
+    def _bound_buffer(self, segment_ends: tuple[float, ...]) -> tuple[Word, ...]:
+        """Trim the open buffer in committed territory; enforce ``max_buffer_s``.
+
+        Returns words committed by the hard cap.
+        """
+        opts = self.options
+        start = self._buffer_start_s
+        if self.buffer_duration_s > opts.buffer_trimming_s:
+            # Cut at the end of a complete segment that lies in committed text, else at the end of
+            # the committed text when nothing uncommitted starts before it.
+            inside = [e for e in segment_ends[:-1] if start < e <= self._committed_end_s + _EPS_S]
+            if inside:
+                self._cut(max(inside))
+            elif self._committed_end_s > start and (
+                not self._hypothesis or self._hypothesis[0].start >= self._committed_end_s - _EPS_S
+            ):
+                self._cut(self._committed_end_s)
+            elif not self._hypothesis and self._committed_end_s <= start:
+                # Nothing heard in the whole buffer: keep only the newest audio.
+                self._cut(self._buffer_end_s - opts.min_chunk_s)
+        committed: tuple[Word, ...] = ()
+        if self.buffer_duration_s + opts.min_chunk_s > opts.max_buffer_s:
+            # Agreement stalled: commit up to the last complete segment and cut there.
+            complete = [e for e in segment_ends[:-1] if e > self._buffer_start_s]
+            ripe = [
+                w.end for w in self._hypothesis if w.end <= self._buffer_end_s - opts.min_chunk_s
+            ]
+            cut = (
+                max(complete)
+                if complete
+                else (max(ripe) if ripe else self._buffer_end_s - opts.buffer_trimming_s)
+            )
+            limit = self._buffer_end_s - (opts.max_buffer_s - opts.min_chunk_s)
+            cut = max(cut, limit)
+            committed = self._commit([w for w in self._hypothesis if w.end <= cut + _EPS_S])
+            self._hypothesis = [w for w in self._hypothesis if w.end > cut + _EPS_S]
+            self._cut(cut)
+        return committed
+
+    @property
+    def _buffer_end_s(self) -> float:
+        return self._buffer_start_s + self.buffer_duration_s
+
+    def _cut(self, at_s: float) -> None:
+        n = int(round((at_s - self._buffer_start_s) * SAMPLE_RATE))
+        n = max(0, min(n, self._buffer.shape[0]))
+        if n:
+            self._buffer = self._buffer[n:].copy()
+            self._buffer_start_s += n / SAMPLE_RATE
+
+    def _check_done(self) -> bool:
+        if (
+            self.state is ProcessorState.FINISHING
+            and not self._sealed
+            and self._inflight is None
+            and self._buffer.shape[0] == 0
+        ):
+            self.state = ProcessorState.DONE
+        return self.state is ProcessorState.DONE
+
+    def _update(
+        self,
+        committed: tuple[Word, ...] = (),
+        segment_ends: tuple[float, ...] = (),
+        *,
+        utterance_end: bool = False,
+        final: bool = False,
+    ) -> TranscriptUpdate:
+        language = probability = None
+        if self._language and not self._language_reported:
+            self._language_reported = True
+            language, probability = self._language, self._language_probability
+        return TranscriptUpdate(
+            committed=committed,
+            partial=() if final else self.partial,
+            utterance_end=utterance_end,
+            final=final,
+            language=language,
+            language_probability=probability,
+            segment_ends=segment_ends,
+        )
