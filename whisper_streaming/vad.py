@@ -120,6 +120,17 @@ class StreamingVad:
         self._last_end = 0
         self.last_probability = 0.0
 
+    @property
+    def speech_until(self) -> int:
+        """Stream index up to which audio surely belongs to speech (or its padding).
+
+        Inside speech this is the scored audio, except during a pause that may yet end the speech:
+        then it stops ``speech_pad_ms`` after the pause began.
+        """
+        if self.triggered and self._temp_end:
+            return min(self.processed_samples, self._temp_end + self._pad)
+        return self.processed_samples
+
     def process(self, samples: Float32Array) -> list[VadEvent]:
         """Feed samples; return the events decided by the windows they complete."""
         buf = np.concatenate([self._pending, np.asarray(samples, np.float32)])

@@ -10,7 +10,9 @@ from whisper_streaming.streaming.hypothesis import (
 
 
 def words(text: str, start: float = 0.0, step: float = 0.5) -> list[Word]:
-    return [Word(" " + t, start + i * step, start + i * step + 0.4) for i, t in enumerate(text.split())]
+    return [
+        Word(" " + t, start + i * step, start + i * step + 0.4) for i, t in enumerate(text.split())
+    ]
 
 
 def test_normalize_ignores_case_and_punctuation() -> None:
@@ -53,6 +55,8 @@ def test_hallucination_needs_anomaly_and_doubt() -> None:
     """Zero-length improbable words in an unsure segment are a hallucination; real words are not."""
     fake = tuple(Word(w, 3.32, 3.32, 0.1) for w in (" Thank", " you", " for", " watching."))
     assert is_hallucination(Segment(3.32, 3.64, "", fake, no_speech_prob=0.5, avg_logprob=-1.1))
-    assert not is_hallucination(Segment(3.32, 3.64, "", fake, no_speech_prob=0.01, avg_logprob=-0.2))
+    assert not is_hallucination(
+        Segment(3.32, 3.64, "", fake, no_speech_prob=0.01, avg_logprob=-0.2)
+    )
     real = tuple(words("a grain or two perhaps is good"))
     assert not is_hallucination(Segment(0, 4, "", real, no_speech_prob=0.5, avg_logprob=-1.1))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -69,6 +69,8 @@ class InferenceRequest:
         beam_size: beam width.
         final: the processor will commit everything this request returns.
         request_id: increasing number, unique within one processor.
+        runs: where the audio comes from when the VAD removed silence: (seconds into ``audio``,
+            stream time) at the start of each contiguous run. Empty means one run at offset_s.
     """
 
     audio: Float32Array
@@ -79,7 +81,16 @@ class InferenceRequest:
     beam_size: int = 5
     final: bool = False
     request_id: int = 0
-    epoch: int = field(default=0, repr=False)
+    runs: tuple[tuple[float, float], ...] = ()
+
+    def to_stream_s(self, audio_s: float) -> float:
+        """Map a time in ``audio`` (seconds) to stream time, following ``runs``."""
+        base, stream = 0.0, self.offset_s
+        for run_audio_s, run_stream_s in self.runs:
+            if run_audio_s > audio_s:
+                break
+            base, stream = run_audio_s, run_stream_s
+        return stream + (audio_s - base)
 
     @property
     def duration_s(self) -> float:

@@ -95,9 +95,15 @@ class ScriptedBackend:
 
         Words are grouped into segments that end at sentence punctuation; times become relative.
         """
-        lo = request.offset_s
-        hi = lo + request.duration_s
-        heard = [w.shifted(-lo) for w in timeline if w.start >= lo - 1e-6 and w.end <= hi + 1e-6]
+        bounds = [0.0, *(a for a, _ in request.runs[1:]), request.duration_s]
+        heard: list[Word] = []
+        for i in range(len(bounds) - 1):
+            lo = request.to_stream_s(bounds[i])
+            hi = lo + bounds[i + 1] - bounds[i]
+            shift = bounds[i] - lo
+            heard += [
+                w.shifted(shift) for w in timeline if w.start >= lo - 1e-6 and w.end <= hi + 1e-6
+            ]
         segments: list[Segment] = []
         current: list[Word] = []
         for w in heard:

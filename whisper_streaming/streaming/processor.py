@@ -10,10 +10,12 @@ It never calls the model. The driver feeds audio, asks for requests, runs them w
     while (req := proc.next_request()) is not None:
         update = proc.apply(req, backend.transcribe(req))   # the last one has update.final
 
-Policy: LocalAgreement-2 over a growing audio buffer. Every decode re-transcribes the uncommitted
-buffer; the longest common prefix of the last two hypotheses is committed. With VAD on, only speech
-enters the buffer, and the end of an utterance seals the buffer for one final decode that commits
-everything in it. At most one request is outstanding at a time.
+Policy: LocalAgreement-2 over a growing audio buffer. Every decode re-transcribes the buffer; the
+longest common prefix of the last two hypotheses is committed. With VAD on, only speech (with a
+little padding) enters the buffer, and the end of an utterance asks for one final decode that
+commits everything up to there. The buffer keeps already committed audio (up to
+``buffer_trimming_s``) as acoustic context, so short utterances are not decoded in isolation.
+At most one request is outstanding at a time.
 """
 
 from __future__ import annotations
@@ -31,7 +33,13 @@ from ..backends.base import InferenceRequest, Transcription, Word
 from ..config import ProcessorOptions
 from ..exceptions import StateError
 from ..vad import WINDOW_SAMPLES, StreamingVad, VadEventKind
-from .hypothesis import agreed_prefix_length, drop_committed, is_hallucination, words_text
+from .hypothesis import (
+    agreed_prefix_length,
+    drop_committed,
+    is_hallucination,
+    normalize_word,
+    words_text,
+)
 
 __all__ = ["ASRProcessor", "ProcessorState", "TranscriptUpdate"]
 
@@ -80,15 +88,6 @@ class TranscriptUpdate:
         return words_text(self.partial)
 
 
-@dataclass(slots=True)
-class _Utterance:
-    """A sealed stretch of speech waiting for its final decode."""
-
-    audio: Float32Array
-    start_s: float
-    shown: tuple[Word, ...]  # the hypothesis the user saw as partial when it was sealed
-
-
 class ASRProcessor:
     """Turns a stream of audio into inference requests and transcript updates.
 
@@ -105,15 +104,16 @@ class ASRProcessor:
         self._vad = (vad or StreamingVad(self.options.vad)) if self.options.use_vad else None
         self._min_chunk_samples = int(self.options.min_chunk_s * SAMPLE_RATE)
         self._pad_samples = self.options.vad.speech_pad_ms * SAMPLE_RATE // 1000
-        # Samples fed so far (stream clock).
+        # Samples fed so far (the stream clock).
         self._stream_samples = 0
-        # The open buffer: audio not yet committed, from _buffer_start_s on.
+        # The buffer holds the audio being decoded. With VAD it is a concatenation of speech runs;
+        # _anchors maps it to the stream: (buffer index, stream index) where each run starts.
         self._buffer: Float32Array = np.zeros(0, np.float32)
-        self._buffer_start_s = 0.0
-        self._new_samples = 0
-        self._epoch = 0
+        self._anchors: list[tuple[int, int]] = []
+        self._new_samples = 0  # appended since the last request
+        self._dirty = False  # appended since the last final request
+        self._final_until: int | None = None  # buffer index a final decode is due up to
         self._hypothesis: list[Word] = []
-        self._sealed: deque[_Utterance] = deque()
         # Recent input, for VAD pre-roll: _history[0] is stream sample _history_start.
         self._history: Float32Array = np.zeros(0, np.float32)
         self._history_start = 0
@@ -135,14 +135,8 @@ class ASRProcessor:
 
     @property
     def buffer_duration_s(self) -> float:
-        """Seconds of audio in the open (not yet sealed) buffer."""
+        """Seconds of audio in the buffer (what the next decode would see)."""
         return float(self._buffer.shape[0]) / SAMPLE_RATE
-
-    @property
-    def pending_duration_s(self) -> float:
-        """Seconds of audio held: the open buffer plus sealed utterances awaiting a final decode."""
-        held = sum(int(u.audio.shape[0]) for u in self._sealed)
-        return self.buffer_duration_s + held / SAMPLE_RATE
 
     @property
     def committed_end_s(self) -> float:
@@ -157,25 +151,21 @@ class ASRProcessor:
     @property
     def partial(self) -> tuple[Word, ...]:
         """The unconfirmed words as they stand."""
-        shown: list[Word] = []
-        for u in self._sealed:
-            shown.extend(u.shown)
-        shown.extend(self._hypothesis)
-        return tuple(shown)
+        return tuple(self._hypothesis)
 
     @property
     def has_work(self) -> bool:
         """Whether :meth:`next_request` would return a request now."""
         if self._inflight is not None:
             return False
-        return bool(self._sealed) or (
+        return self._final_until is not None or (
             self._buffer.shape[0] > 0 and self._new_samples >= self._min_chunk_samples
         )
 
     @property
-    def has_uncommitted_audio(self) -> bool:
-        """Whether there is any buffered speech whose words are not all committed yet."""
-        return bool(self._sealed) or self._buffer.shape[0] > 0
+    def has_pending_text(self) -> bool:
+        """Whether some speech has not been finally decoded yet."""
+        return self._dirty or bool(self._hypothesis) or self._final_until is not None
 
     # -- input -------------------------------------------------------------------------------
 
@@ -191,9 +181,10 @@ class ASRProcessor:
         arr = check_samples(samples)
         if arr.size == 0:
             return
+        start = self._stream_samples
         self._stream_samples += arr.shape[0]
         if self._vad is None:
-            self._append(arr, (self._stream_samples - arr.shape[0]) / SAMPLE_RATE)
+            self._append(arr, start)
             return
         self._history = np.concatenate([self._history, arr])
         for event in self._vad.process(arr):
@@ -202,29 +193,28 @@ class ASRProcessor:
             elif self._speech_from is not None:
                 self._copy_speech(event.sample)
                 self._speech_from = None
-                self._seal()
+                self._mark_final()
         if self._speech_from is not None:
-            self._copy_speech(self._vad.processed_samples)
+            self._copy_speech(self._vad.speech_until)
         keep_from = self._vad.processed_samples - self._pad_samples - 2 * WINDOW_SAMPLES
         if keep_from > self._history_start:
             self._history = self._history[keep_from - self._history_start :]
             self._history_start = keep_from
 
     def flush(self) -> None:
-        """End the current utterance now: its buffer gets a final decode and is committed.
+        """End the current utterance now: a final decode commits everything buffered.
 
         Use when the client stops sending audio for a while, so pending text is not held back.
         """
         if self._vad is not None and self._speech_from is not None:
             self._copy_speech(self._stream_samples)
-        self._seal()
+        self._mark_final()
 
     def finish(self) -> TranscriptUpdate:
         """Mark the end of the stream.
 
-        Everything buffered is sealed for a final decode. Keep calling :meth:`next_request` /
-        :meth:`apply` until an update has ``final`` set; if nothing is pending, the returned update
-        is already final.
+        Everything buffered gets a final decode. Keep calling :meth:`next_request` / :meth:`apply`
+        until an update has ``final`` set; if nothing is pending, the returned update is final.
         """
         if self.state is ProcessorState.STREAMING:
             self.flush()
@@ -238,12 +228,15 @@ class ASRProcessor:
         """The next decode to run, or None if there is nothing to do (or one is outstanding)."""
         if self._inflight is not None:
             return None
-        if self._sealed:
-            utt = self._sealed[0]
-            request = self._request(utt.audio, utt.start_s, final=True)
+        if self._final_until is not None:
+            until = self._final_until
+            self._final_until = None
+            self._new_samples = self._buffer.shape[0] - until
+            self._dirty = self._new_samples > 0
+            request = self._request(self._buffer[:until].copy(), final=True)
         elif self._buffer.shape[0] and self._new_samples >= self._min_chunk_samples:
             self._new_samples = 0
-            request = self._request(self._buffer.copy(), self._buffer_start_s, final=False)
+            request = self._request(self._buffer.copy(), final=False)
         else:
             return None
         self._inflight = request
@@ -260,33 +253,28 @@ class ASRProcessor:
             self._language = result.language
             self._language_probability = result.language_probability
         words, segment_ends = self._heard(request, result)
-        if request.final:
-            self._sealed.popleft()
-            committed = self._commit(self._new_words(words))
-            return self._update(
-                committed, segment_ends, utterance_end=True, final=self._check_done()
-            )
-        if request.epoch != self._epoch:
-            # The buffer was sealed while this decode ran: its final decode supersedes it.
-            return self._update()
         new = self._new_words(words)
-        agreed = agreed_prefix_length(self._hypothesis, new)
-        committed = self._commit(new[:agreed])
-        self._hypothesis = new[agreed:]
+        if request.final:
+            committed = self._commit(new)
+            self._hypothesis = []
+        else:
+            agreed = agreed_prefix_length(self._hypothesis, new)
+            committed = self._commit(new[:agreed])
+            self._hypothesis = new[agreed:]
         committed += self._bound_buffer(segment_ends)
         ends = tuple(e for e in segment_ends if e <= self._committed_end_s + _EPS_S)
-        return self._update(committed, ends)
+        return self._update(committed, ends, utterance_end=request.final, final=self._check_done())
 
     def fail(self, request: InferenceRequest) -> TranscriptUpdate:
         """The outstanding request failed: give it up without losing what was shown.
 
-        A failed final decode commits the hypothesis the user last saw for that utterance.
+        A failed final decode commits the hypothesis the user last saw.
         """
         self._take_inflight(request)
         if not request.final:
             return self._update()
-        utt = self._sealed.popleft()
-        committed = self._commit(list(utt.shown))
+        committed = self._commit(self._hypothesis)
+        self._hypothesis = []
         return self._update(committed, utterance_end=True, final=self._check_done())
 
     # -- internals ---------------------------------------------------------------------------
@@ -296,8 +284,9 @@ class ASRProcessor:
             raise StateError("apply() or fail() got a request that is not the outstanding one")
         self._inflight = None
 
-    def _request(self, audio: Float32Array, start_s: float, *, final: bool) -> InferenceRequest:
+    def _request(self, audio: Float32Array, *, final: bool) -> InferenceRequest:
         self._next_request_id += 1
+        start_s = self._anchors[0][1] / SAMPLE_RATE
         return InferenceRequest(
             audio=audio,
             offset_s=start_s,
@@ -307,7 +296,7 @@ class ASRProcessor:
             beam_size=self.options.beam_size,
             final=final,
             request_id=self._next_request_id,
-            epoch=self._epoch,
+            runs=tuple((b / SAMPLE_RATE, s / SAMPLE_RATE) for b, s in self._anchors),
         )
 
     def _prompt(self, before_s: float) -> str:
@@ -316,36 +305,47 @@ class ASRProcessor:
         text = words_text([w for w in self._committed_tail if w.end <= before_s + _EPS_S])
         return text[-self.options.prompt_chars :].lstrip()
 
-    def _append(self, samples: Float32Array, start_s: float) -> None:
-        if self._buffer.shape[0] == 0:
-            self._buffer_start_s = start_s
-            self._buffer = samples.copy()
+    def _append(self, samples: Float32Array, stream_start: int) -> None:
+        n = self._buffer.shape[0]
+        if not n:
+            self._anchors = [(0, stream_start)]
         else:
-            self._buffer = np.concatenate([self._buffer, samples])
+            b, s = self._anchors[-1]
+            if s + (n - b) != stream_start:
+                self._anchors.append((n, stream_start))
+        self._buffer = np.concatenate([self._buffer, samples]) if n else samples.copy()
         self._new_samples += samples.shape[0]
+        self._dirty = True
 
     def _copy_speech(self, until: int) -> None:
         assert self._speech_from is not None
         lo = max(self._speech_from, self._history_start)
         hi = min(until, self._history_start + self._history.shape[0])
         if hi > lo:
-            chunk = self._history[lo - self._history_start : hi - self._history_start]
-            self._append(chunk, lo / SAMPLE_RATE)
+            self._append(self._history[lo - self._history_start : hi - self._history_start], lo)
         self._speech_from = max(self._speech_from, hi)
 
-    def _seal(self) -> None:
-        if self._buffer.shape[0] == 0:
-            return
-        self._sealed.append(_Utterance(self._buffer, self._buffer_start_s, tuple(self._hypothesis)))
-        self._buffer = np.zeros(0, np.float32)
-        self._new_samples = 0
-        self._hypothesis = []
-        self._epoch += 1
+    def _mark_final(self) -> None:
+        if self._dirty or self._hypothesis:
+            self._final_until = self._buffer.shape[0]
+
+    def _to_buffer_index(self, stream_s: float) -> int:
+        """Buffer index of a stream time (a time in a gap maps to the next run's start)."""
+        target = stream_s * SAMPLE_RATE
+        index = 0
+        for i, (b, s) in enumerate(self._anchors):
+            run_end = (
+                self._anchors[i + 1][0] if i + 1 < len(self._anchors) else self._buffer.shape[0]
+            )
+            if target < s:
+                return b
+            index = int(round(b + min(target - s, run_end - b)))
+        return index
 
     def _heard(
         self, request: InferenceRequest, result: Transcription
     ) -> tuple[list[Word], tuple[float, ...]]:
-        """Words of the result in stream time, without segments that Whisper judges silent."""
+        """Words of the result in stream time, without segments that look silent or invented."""
         words: list[Word] = []
         ends: list[float] = []
         for seg in result.segments:
@@ -354,7 +354,14 @@ class ASRProcessor:
                 and seg.avg_logprob < self.options.logprob_threshold
             ) or is_hallucination(seg):
                 continue
-            seg_words = [w.shifted(request.offset_s) for w in seg.words if w.word.strip()]
+            # A "word" of punctuation alone is noise (seen on white noise without VAD).
+            seg_words = [
+                Word(
+                    w.word, request.to_stream_s(w.start), request.to_stream_s(w.end), w.probability
+                )
+                for w in seg.words
+                if normalize_word(w.word)
+            ]
             if seg_words:
                 words.extend(seg_words)
                 ends.append(seg_words[-1].end)
@@ -374,16 +381,27 @@ class ASRProcessor:
             self._committed_end_s = max(self._committed_end_s, w.end)
         return tuple(words)
 
+    @property
+    def _buffer_start_s(self) -> float:
+        return self._anchors[0][1] / SAMPLE_RATE if self._anchors else 0.0
+
+    @property
+    def _buffer_end_s(self) -> float:
+        if not self._anchors:
+            return 0.0
+        b, s = self._anchors[-1]
+        return float(s + self._buffer.shape[0] - b) / SAMPLE_RATE
+
     def _bound_buffer(self, segment_ends: tuple[float, ...]) -> tuple[Word, ...]:
-        """Trim the open buffer in committed territory; enforce ``max_buffer_s``.
+        """Trim the buffer in committed territory; enforce ``max_buffer_s``.
 
         Returns words committed by the hard cap.
         """
         opts = self.options
-        start = self._buffer_start_s
         if self.buffer_duration_s > opts.buffer_trimming_s:
-            # Cut at the end of a complete segment that lies in committed text, else at the end of
-            # the committed text when nothing uncommitted starts before it.
+            # Cut at the end of a complete segment that lies in committed text, else at the end
+            # of the committed text when nothing uncommitted starts before it.
+            start = self._buffer_start_s
             inside = [e for e in segment_ends[:-1] if start < e <= self._committed_end_s + _EPS_S]
             if inside:
                 self._cut(max(inside))
@@ -393,43 +411,52 @@ class ASRProcessor:
                 self._cut(self._committed_end_s)
             elif not self._hypothesis and self._committed_end_s <= start:
                 # Nothing heard in the whole buffer: keep only the newest audio.
-                self._cut(self._buffer_end_s - opts.min_chunk_s)
-        committed: tuple[Word, ...] = ()
-        if self.buffer_duration_s + opts.min_chunk_s > opts.max_buffer_s:
-            # Agreement stalled: commit up to the last complete segment and cut there.
-            complete = [e for e in segment_ends[:-1] if e > self._buffer_start_s]
-            ripe = [
-                w.end for w in self._hypothesis if w.end <= self._buffer_end_s - opts.min_chunk_s
-            ]
-            cut = (
-                max(complete)
-                if complete
-                else (max(ripe) if ripe else self._buffer_end_s - opts.buffer_trimming_s)
-            )
-            limit = self._buffer_end_s - (opts.max_buffer_s - opts.min_chunk_s)
-            cut = max(cut, limit)
-            committed = self._commit([w for w in self._hypothesis if w.end <= cut + _EPS_S])
-            self._hypothesis = [w for w in self._hypothesis if w.end > cut + _EPS_S]
-            self._cut(cut)
+                self._cut_samples(self._buffer.shape[0] - self._min_chunk_samples)
+        if self.buffer_duration_s + opts.min_chunk_s <= opts.max_buffer_s:
+            return ()
+        # Agreement stalled: commit up to the last complete segment and cut there, and never keep
+        # more than max_buffer_s - min_chunk_s.
+        limit = self._buffer_end_s - (opts.max_buffer_s - opts.min_chunk_s)
+        complete = [e for e in segment_ends[:-1] if e > self._buffer_start_s]
+        ripe = [w.end for w in self._hypothesis if w.end <= self._buffer_end_s - opts.min_chunk_s]
+        if complete:
+            cut = max(complete)
+        elif ripe:
+            cut = max(ripe)
+        else:
+            cut = self._buffer_end_s - opts.buffer_trimming_s
+        cut = max(cut, limit)
+        committed = self._commit([w for w in self._hypothesis if w.end <= cut + _EPS_S])
+        self._hypothesis = [w for w in self._hypothesis if w.end > cut + _EPS_S]
+        self._cut(cut)
+        excess = self._buffer.shape[0] - int((opts.max_buffer_s - opts.min_chunk_s) * SAMPLE_RATE)
+        if excess > 0:  # the cut fell in a gap between speech runs
+            self._cut_samples(excess)
         return committed
 
-    @property
-    def _buffer_end_s(self) -> float:
-        return self._buffer_start_s + self.buffer_duration_s
-
     def _cut(self, at_s: float) -> None:
-        n = int(round((at_s - self._buffer_start_s) * SAMPLE_RATE))
+        self._cut_samples(self._to_buffer_index(at_s))
+
+    def _cut_samples(self, n: int) -> None:
         n = max(0, min(n, self._buffer.shape[0]))
-        if n:
-            self._buffer = self._buffer[n:].copy()
-            self._buffer_start_s += n / SAMPLE_RATE
+        if not n:
+            return
+        self._buffer = self._buffer[n:].copy()
+        anchors = []
+        for i, (b, s) in enumerate(self._anchors):
+            run_end = self._anchors[i + 1][0] if i + 1 < len(self._anchors) else None
+            if run_end is not None and run_end <= n:
+                continue
+            anchors.append((0, s + n - b) if b < n else (b - n, s))
+        self._anchors = anchors if self._buffer.shape[0] else []
+        if self._final_until is not None:
+            self._final_until = max(0, self._final_until - n)
 
     def _check_done(self) -> bool:
         if (
             self.state is ProcessorState.FINISHING
-            and not self._sealed
+            and self._final_until is None
             and self._inflight is None
-            and self._buffer.shape[0] == 0
         ):
             self.state = ProcessorState.DONE
         return self.state is ProcessorState.DONE

@@ -1,0 +1,70 @@
+"""End-to-end fixtures: the real embedded model and the shared real speech."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import jiwer
+import pytest
+from whisper_normalizer.english import EnglishTextNormalizer
+
+from whisper_streaming.audio import decode_file
+from whisper_streaming.backends import load_backend
+from whisper_streaming.backends.base import ASRBackend, InferenceRequest
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+_normalizer = EnglishTextNormalizer()
+
+WER_MARGIN = 0.015
+"""Streaming may be at most this much worse than offline decoding of the same files."""
+
+
+def normalize(text: str) -> str:
+    """Whisper's English text normalizer."""
+    return str(_normalizer(text))
+
+
+def wer(references: list[str], hypotheses: list[str]) -> float:
+    """Corpus WER after normalisation."""
+    return float(jiwer.wer([normalize(r) for r in references], [normalize(h) for h in hypotheses]))
+
+
+def record(name: str, data: object) -> None:
+    """Keep a measurement as a test artifact (test-artifacts/NAME.json)."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / f"{name}.json").write_text(json.dumps(data, indent=2))
+
+
+@dataclass(frozen=True)
+class Utterance:
+    path: Path
+    reference: str
+
+
+@pytest.fixture(scope="session")
+def backend() -> ASRBackend:
+    """The embedded tiny.en on the CPU, loaded once."""
+    return load_backend("faster_whisper", model="tiny.en", device="cpu")
+
+
+@pytest.fixture(scope="session")
+def longform(testdata: Path) -> list[Utterance]:
+    """Long-form files with references; WHISPER_STREAMING_E2E_FILES=N takes N (default 3)."""
+    folder = testdata / "longform"
+    rows = [line.split("\t", 1) for line in (folder / "transcripts.tsv").read_text().splitlines()]
+    items = [Utterance(folder / name, ref) for name, ref in sorted(rows)]
+    count = int(os.environ.get("WHISPER_STREAMING_E2E_FILES", "3"))
+    return items[:count]
+
+
+@pytest.fixture(scope="session")
+def offline_texts(backend: ASRBackend, longform: list[Utterance]) -> dict[Path, str]:
+    """Offline transcripts (whole file, beam 5) of the long-form files, as the WER baseline."""
+    texts = {}
+    for utt in longform:
+        audio = decode_file(utt.path)
+        texts[utt.path] = backend.transcribe(InferenceRequest(audio, 0.0, language="en")).text
+    return texts

@@ -1,0 +1,136 @@
+"""The streaming engine with the real embedded model on real speech."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.e2e.conftest import WER_MARGIN, Utterance, normalize, record, wer
+from whisper_streaming import ProcessorOptions, ScriptedBackend, Transcription
+from whisper_streaming.audio import SAMPLE_RATE, decode_file
+from whisper_streaming.backends.base import ASRBackend, InferenceRequest, Segment, Word
+from whisper_streaming.simulate import SimulationResult, simulate
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def streamed(backend: ASRBackend, longform: list[Utterance]) -> dict[Path, SimulationResult]:
+    """Each long-form file streamed in 1.0 s chunks with the default options (VAD on)."""
+    return {
+        utt.path: simulate(decode_file(utt.path), backend, ProcessorOptions(min_chunk_s=1.0))
+        for utt in longform
+    }
+
+
+def test_streaming_wer_is_close_to_offline(
+    longform: list[Utterance],
+    streamed: dict[Path, SimulationResult],
+    offline_texts: dict[Path, str],
+) -> None:
+    """Streaming in 1.0 s chunks loses at most 1.5 WER points against offline decoding."""
+    refs = [u.reference for u in longform]
+    stream_wer = wer(refs, [streamed[u.path].text for u in longform])
+    offline_wer = wer(refs, [offline_texts[u.path] for u in longform])
+    record(
+        "engine_wer",
+        {
+            "files": [u.path.name for u in longform],
+            "offline_wer": offline_wer,
+            "streaming_wer_1s_vad": stream_wer,
+            "per_file": {
+                u.path.name: wer([u.reference], [streamed[u.path].text]) for u in longform
+            },
+        },
+    )
+    assert stream_wer <= offline_wer + WER_MARGIN, (stream_wer, offline_wer)
+
+
+def test_tail_is_not_lost(
+    longform: list[Utterance], streamed: dict[Path, SimulationResult]
+) -> None:
+    """The last words of every reference appear at the end of the streamed text."""
+    for utt in longform:
+        ref_tail = normalize(utt.reference).split()[-3:]
+        hyp_tail = normalize(streamed[utt.path].text).split()[-6:]
+        found = sum(1 for w in ref_tail if w in hyp_tail)
+        assert found >= 2, (utt.path.name, ref_tail, hyp_tail)
+
+
+@pytest.mark.parametrize("use_vad", [True, False])
+@pytest.mark.parametrize("kind", ["digital_silence", "white_noise"])
+def test_silence_and_noise_yield_no_words(backend: ASRBackend, kind: str, use_vad: bool) -> None:
+    """30 s of silence or low white noise produce no words."""
+    n = 30 * SAMPLE_RATE
+    if kind == "digital_silence":
+        audio = np.zeros(n, np.float32)
+    else:
+        audio = (np.random.default_rng(0).standard_normal(n) * 0.003).astype(np.float32)
+    result = simulate(audio, backend, ProcessorOptions(use_vad=use_vad))
+    assert result.words == [], result.text
+
+
+def _babble(request: InferenceRequest) -> Transcription:
+    """Hypotheses that never agree with each other, one word per 0.4 s of audio."""
+    n = int(request.duration_s / 0.4)
+    seed = request.request_id
+    words = tuple(Word(f" w{seed}x{i}", i * 0.4, i * 0.4 + 0.3) for i in range(n))
+    segments = tuple(
+        Segment(words[i].start, words[min(i + 9, n - 1)].end, "", words[i : i + 10])
+        for i in range(0, n, 10)
+    )
+    return Transcription(segments, "en", 1.0)
+
+
+@pytest.mark.parametrize("use_vad", [True, False])
+def test_an_hour_of_audio_keeps_the_buffer_bounded(
+    longform: list[Utterance], use_vad: bool
+) -> None:
+    """An hour of real speech (a file looped) never holds more than max_buffer_s of audio."""
+    speech = decode_file(longform[0].path)
+    repeats = int(np.ceil(3600 * SAMPLE_RATE / speech.size))
+    audio = np.tile(speech, repeats)[: 3600 * SAMPLE_RATE]
+    options = ProcessorOptions(use_vad=use_vad, max_buffer_s=20.0, buffer_trimming_s=10.0)
+    result = simulate(audio, ScriptedBackend(responder=_babble), options)
+    assert result.max_buffer_s <= options.max_buffer_s
+    assert result.max_request_s <= options.max_buffer_s
+    assert result.decodes > 1000
+
+
+def test_simulate_command_prints_the_specified_json(testdata: Path) -> None:
+    """`python -m whisper_streaming simulate FILE --json` prints updates, then the final text."""
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "whisper_streaming",
+            "simulate",
+            str(testdata / "jfk" / "jfk.flac"),
+            "--json",
+            "--min-chunk-size",
+            "1.0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    lines = [json.loads(line) for line in out.stdout.splitlines()]
+    *updates, last = lines
+    assert set(last) == {"final_text"}
+    assert updates and all(set(u) == {"audio_time", "committed", "partial"} for u in updates)
+    times = [u["audio_time"] for u in updates]
+    assert times == sorted(times) and times[-1] == pytest.approx(11.0, abs=0.1)
+    words = [w for u in updates for w in u["committed"]]
+    assert all(set(w) == {"word", "start", "end", "probability"} for w in words)
+    assert "".join(w["word"] for w in words).strip() == last["final_text"]
+    reference = (
+        "And so, my fellow Americans, ask not what your country can do for you, "
+        "ask what you can do for your country."
+    )
+    assert wer([reference], [last["final_text"]]) <= 0.1
