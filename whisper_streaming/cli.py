@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from .config import ProcessorOptions
 from .exceptions import WhisperStreamingError
 
-__all__ = ["main", "simulate_main"]
+__all__ = ["client_main", "main", "serve_main", "simulate_main"]
 
 logger = logging.getLogger(__name__)
 
@@ -125,7 +125,149 @@ def simulate_main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-_COMMANDS = {"simulate": simulate_main}
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    # faster-whisper logs every decode at INFO.
+    logging.getLogger("faster_whisper").setLevel(max(logging.WARNING, logging.getLogger().level))
+
+
+def serve_main(argv: Sequence[str] | None = None) -> int:
+    """Run the WebSocket server until SIGINT / SIGTERM."""
+    parser = argparse.ArgumentParser(
+        prog="whisper-streaming serve", description="Real-time transcription server over WebSocket."
+    )
+    parser.add_argument(
+        "--host", default="localhost", help="interface to listen on (default localhost)"
+    )
+    parser.add_argument("--port", "-p", type=int, default=9090, help="port (default 9090)")
+    parser.add_argument("--max-clients", type=int, default=4, help="sessions at once (default 4)")
+    parser.add_argument(
+        "--max-connection-time", type=float, default=600, help="seconds per session (default 600)"
+    )
+    parser.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=60,
+        help="end a session after this many seconds without audio (default 60)",
+    )
+    parser.add_argument(
+        "--quiet-flush",
+        type=float,
+        default=1.5,
+        help="finalize pending text after this many seconds without audio (default 1.5)",
+    )
+    parser.add_argument(
+        "--workers", type=int, default=None, help="parallel decodes (default: 2 on CPU, 1 on GPU)"
+    )
+    parser.add_argument(
+        "--cpu-threads", type=int, default=0, help="threads per decode on CPU (0: automatic)"
+    )
+    _add_model_args(parser)
+    args = parser.parse_args(argv)
+    _setup_logging(args.log_level)
+
+    from .config import ServerOptions
+    from .server.websocket_server import WhisperStreamingServer
+
+    try:
+        backend_options = _backend_options(args)
+        if args.backend == "faster_whisper":
+            workers = args.workers or (1 if args.device == "cuda" else 2)
+            backend_options.update(num_workers=workers, cpu_threads=args.cpu_threads)
+        server = WhisperStreamingServer(
+            backend_name=args.backend,
+            backend_options=backend_options,
+            processor_options=_processor_options(args),
+            server_options=ServerOptions(
+                max_clients=args.max_clients,
+                max_connection_time_s=args.max_connection_time,
+                idle_timeout_s=args.idle_timeout,
+                quiet_flush_s=args.quiet_flush,
+            ),
+        )
+        server.run(args.host, args.port)
+    except WhisperStreamingError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"error: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def client_main(argv: Sequence[str] | None = None) -> int:
+    """Stream a file or the microphone to a server and print / save the transcript."""
+    parser = argparse.ArgumentParser(
+        prog="whisper-streaming client",
+        description="Stream the microphone or an audio file to a transcription server.",
+    )
+    parser.add_argument("--host", default="localhost")
+    parser.add_argument("--port", "-p", type=int, default=9090)
+    parser.add_argument("--language", "-l", default=None, help="language code (default: detect)")
+    parser.add_argument("--model", "-m", default="tiny.en", help="model to ask the server for")
+    parser.add_argument("--translate", "-t", action="store_true", help="translate to English")
+    parser.add_argument(
+        "--audio-file", "-f", default=None, help="file to send (default: microphone)"
+    )
+    vad = parser.add_mutually_exclusive_group()
+    vad.add_argument("--use-vad", dest="use_vad", action="store_true", default=True)
+    vad.add_argument("--no-vad", dest="use_vad", action="store_false")
+    parser.add_argument(
+        "--use-callback", action="store_true", help="print every update through a callback"
+    )
+    parser.add_argument("--output", "-o", default=None, help="write .srt, .vtt, .json or .txt")
+    parser.add_argument(
+        "--fast", action="store_true", help="send as fast as the server takes it, not in real time"
+    )
+    parser.add_argument(
+        "--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
+    )
+    args = parser.parse_args(argv)
+    _setup_logging(args.log_level)
+
+    from .client import ClientError, TranscriptionClient
+    from .client.outputs import FORMATS
+    from .client.websocket_client import connection_errors
+
+    if args.output and args.output.rsplit(".", 1)[-1].lower() not in FORMATS:
+        print(f"error: --output must end in one of: {', '.join(FORMATS)}", file=sys.stderr)
+        return 2
+
+    def callback(text: str, segments: list[dict[str, object]]) -> None:
+        print(f"[callback] {text}", flush=True)
+
+    client = TranscriptionClient(
+        args.host,
+        args.port,
+        language=args.language,
+        model=args.model,
+        translate=args.translate,
+        use_vad=args.use_vad,
+        transcription_callback=callback if args.use_callback else None,
+        output=args.output,
+        fast=args.fast,
+    )
+    try:
+        client(args.audio_file)
+    except ClientError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except connection_errors() as exc:
+        print(f"error: cannot reach ws://{args.host}:{args.port}/: {exc}", file=sys.stderr)
+        return 1
+    except WhisperStreamingError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    if not args.output:
+        print(client.text)
+    return 0
+
+
+_COMMANDS = {"serve": serve_main, "client": client_main, "simulate": simulate_main}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from .exceptions import ConfigError
 
-__all__ = ["TASKS", "ProcessorOptions", "VadOptions"]
+__all__ = ["TASKS", "ProcessorOptions", "ServerOptions", "VadOptions"]
 
 TASKS = ("transcribe", "translate")
 
@@ -111,4 +111,55 @@ class ProcessorOptions:
         _require(
             0.0 <= self.no_speech_threshold <= 1.0,
             f"no_speech_threshold must be in [0, 1], got {self.no_speech_threshold}",
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServerOptions:
+    """Limits and timeouts of the WebSocket server.
+
+    Attributes:
+        max_clients: sessions served at once; the next client gets WAIT.
+        max_connection_time_s: a session is ended (DISCONNECT) after this long.
+        idle_timeout_s: a session that sends no audio for this long is ended.
+        quiet_flush_s: when a client stops sending audio for this long without ending the
+            stream, pending text is finalized.
+        config_timeout_s: time allowed for the first (configuration) message.
+        max_bad_frames: malformed frames tolerated before the connection is closed.
+        max_message_bytes: largest WebSocket message accepted (larger: close 1009).
+        shutdown_timeout_s: time allowed to flush sessions on shutdown.
+        send_last_n_segments: completed segments repeated in each WhisperLive message.
+    """
+
+    max_clients: int = 4
+    max_connection_time_s: float = 600.0
+    idle_timeout_s: float = 60.0
+    quiet_flush_s: float = 1.5
+    config_timeout_s: float = 10.0
+    max_bad_frames: int = 10
+    max_message_bytes: int = 4 * 2**20
+    shutdown_timeout_s: float = 15.0
+    send_last_n_segments: int = 10
+
+    def __post_init__(self) -> None:
+        _require(self.max_clients >= 1, f"max_clients must be >= 1, got {self.max_clients}")
+        for name in (
+            "max_connection_time_s",
+            "idle_timeout_s",
+            "quiet_flush_s",
+            "config_timeout_s",
+            "shutdown_timeout_s",
+        ):
+            value = getattr(self, name)
+            _require(value > 0, f"{name} must be > 0, got {value}")
+        _require(
+            self.max_bad_frames >= 1, f"max_bad_frames must be >= 1, got {self.max_bad_frames}"
+        )
+        _require(
+            self.max_message_bytes >= 4096,
+            f"max_message_bytes must be >= 4096, got {self.max_message_bytes}",
+        )
+        _require(
+            self.send_last_n_segments >= 0,
+            f"send_last_n_segments must be >= 0, got {self.send_last_n_segments}",
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -87,6 +88,10 @@ class FasterWhisperBackend:
         self.compute_type = resolve_compute_type(compute_type, self.device)
         self.max_concurrency = num_workers
         self._temperatures = tuple(temperatures)
+        if cpu_threads == 0 and self.device == "cpu":
+            # Share the cores between the workers instead of oversubscribing them.
+            cpu_threads = max(1, (os.cpu_count() or 1) // num_workers)
+        self.cpu_threads = cpu_threads
         path = resolve_model(model, download_root=download_root, local_files_only=local_files_only)
         from faster_whisper import WhisperModel
 

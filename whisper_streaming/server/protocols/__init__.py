@@ -1,0 +1,1 @@
+"""Wire protocols, as parse / serialize functions over typed messages."""

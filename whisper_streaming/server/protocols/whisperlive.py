@@ -1,0 +1,179 @@
+"""The WhisperLive-compatible protocol (path "/").
+
+The stock ``whisper_live.client`` works against this server unmodified. Every server message is a
+JSON text frame carrying the client's ``uid``; audio is binary frames of little-endian float32
+(or int16, with ``audio_format: "int16"``) mono 16 kHz samples; ``b"END_OF_AUDIO"`` ends it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ...audio import Float32Array, check_samples
+from ...config import TASKS
+from ...exceptions import AudioError, ProtocolError
+from ...streaming.segments import TranscriptSegment
+
+__all__ = [
+    "END_OF_AUDIO",
+    "ClientConfig",
+    "decode_audio",
+    "disconnect",
+    "error",
+    "language",
+    "parse_config",
+    "segments",
+    "server_ready",
+    "wait",
+    "warning",
+]
+
+END_OF_AUDIO = b"END_OF_AUDIO"
+AUDIO_FORMATS = ("float32", "int16")
+
+
+@dataclass(frozen=True, slots=True)
+class ClientConfig:
+    """The first message of a WhisperLive client."""
+
+    uid: str
+    language: str | None = None
+    task: str = "transcribe"
+    model: str | None = None
+    use_vad: bool = True
+    send_last_n_segments: int = 10
+    word_timestamps: bool = False
+    initial_prompt: str | None = None
+    audio_format: str = "float32"
+
+
+def parse_config(raw: str | bytes) -> ClientConfig:
+    """Parse and validate the configuration message. Unknown keys are ignored.
+
+    Raises:
+        ProtocolError: not a JSON object, no ``uid``, or a bad value.
+    """
+    if isinstance(raw, bytes):
+        raise ProtocolError(
+            "expected a JSON configuration message before any audio", code="not_started"
+        )
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ProtocolError(f"configuration is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ProtocolError("configuration must be a JSON object")
+    uid = data.get("uid")
+    if not isinstance(uid, str) or not uid:
+        raise ProtocolError("configuration has no 'uid' (a non-empty string)")
+    language = data.get("language")
+    if language is not None and (not isinstance(language, str) or not 2 <= len(language) <= 8):
+        raise ProtocolError(f"'language' must be a language code or null, got {language!r}")
+    task = data.get("task") or "transcribe"
+    if task not in TASKS:
+        raise ProtocolError(f"'task' must be one of {TASKS}, got {task!r}")
+    model = data.get("model")
+    n = data.get("send_last_n_segments", 10)
+    if not isinstance(n, int) or isinstance(n, bool) or not 0 <= n <= 1000:
+        raise ProtocolError(f"'send_last_n_segments' must be an integer 0..1000, got {n!r}")
+    audio_format = data.get("audio_format") or "float32"
+    if audio_format not in AUDIO_FORMATS:
+        raise ProtocolError(f"'audio_format' must be one of {AUDIO_FORMATS}, got {audio_format!r}")
+    prompt = data.get("initial_prompt")
+    return ClientConfig(
+        uid=uid,
+        language=language or None,
+        task=task,
+        model=model if isinstance(model, str) and model else None,
+        use_vad=bool(data.get("use_vad", True)),
+        send_last_n_segments=n,
+        word_timestamps=bool(data.get("word_timestamps", False)),
+        initial_prompt=prompt if isinstance(prompt, str) and prompt else None,
+        audio_format=audio_format,
+    )
+
+
+def decode_audio(data: bytes, audio_format: str = "float32") -> Float32Array:
+    """Decode one binary audio frame.
+
+    Raises:
+        ProtocolError: the byte count does not fit the format, or samples are NaN / infinite.
+    """
+    width = 4 if audio_format == "float32" else 2
+    if len(data) % width:
+        raise ProtocolError(
+            f"{audio_format} audio needs a multiple of {width} bytes, got {len(data)}",
+            code="bad_audio",
+        )
+    if audio_format == "float32":
+        samples = np.frombuffer(data, dtype="<f4").astype(np.float32)
+    else:
+        samples = np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
+    try:
+        return check_samples(samples)
+    except AudioError as exc:
+        raise ProtocolError(str(exc), code="bad_audio") from exc
+
+
+def _dump(message: dict[str, Any]) -> str:
+    return json.dumps(message, ensure_ascii=False)
+
+
+def server_ready(uid: str, backend: str) -> str:
+    """The server accepted the client."""
+    return _dump({"uid": uid, "message": "SERVER_READY", "backend": backend})
+
+
+def wait(uid: str, minutes: float) -> str:
+    """The server is full; try again in about ``minutes``."""
+    return _dump({"uid": uid, "status": "WAIT", "message": round(float(minutes), 2)})
+
+
+def error(uid: str | None, message: str) -> str:
+    """Something the client sent is wrong."""
+    return _dump({"uid": uid, "status": "ERROR", "message": message})
+
+
+def warning(uid: str, message: str) -> str:
+    """A request was not granted as asked, but the session goes on."""
+    return _dump({"uid": uid, "status": "WARNING", "message": message})
+
+
+def disconnect(uid: str) -> str:
+    """The session is over (time limit or idle timeout)."""
+    return _dump({"uid": uid, "message": "DISCONNECT"})
+
+
+def language(uid: str, code: str, probability: float | None) -> str:
+    """The detected language."""
+    return _dump({"uid": uid, "language": code, "language_prob": probability})
+
+
+def _segment(seg: TranscriptSegment, with_words: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "start": f"{seg.start:.3f}",
+        "end": f"{seg.end:.3f}",
+        "text": " " + seg.text if seg.text else "",
+        "completed": seg.completed,
+    }
+    if with_words:
+        out["words"] = [
+            {
+                "word": w.word,
+                "start": round(w.start, 3),
+                "end": round(w.end, 3),
+                "probability": round(w.probability, 4),
+            }
+            for w in seg.words
+        ]
+    return out
+
+
+def segments(uid: str, segs: Sequence[TranscriptSegment], *, with_words: bool = False) -> str:
+    """Recent completed segments, then the current incomplete one."""
+    return _dump({"uid": uid, "segments": [_segment(s, with_words) for s in segs]})

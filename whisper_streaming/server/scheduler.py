@@ -1,0 +1,192 @@
+"""Shared inference: worker tasks drive one model, fairly, off the event loop.
+
+Sessions with work wait in a round-robin queue. A free worker takes the next sessions (up to the
+batch size), asks each for its request *at that moment*, so a request never goes stale in the
+queue (newer audio is simply included), runs the batch on a thread, and hands each session its
+result. A session is queued at most once and has at most one request in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Protocol
+
+from ..backends.base import ASRBackend, InferenceRequest, Transcription
+
+__all__ = ["InferenceJob", "Scheduler", "SchedulerStats", "Timing"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    """Where the time of one request went, in seconds."""
+
+    queued_s: float  # from being queued to a worker taking the session
+    inference_s: float  # the model call (the whole batch)
+    batch_size: int
+
+
+class InferenceJob(Protocol):
+    """What the scheduler needs from a session."""
+
+    @property
+    def job_id(self) -> str: ...
+
+    def next_request(self) -> InferenceRequest | None:
+        """The request to run now, or None."""
+        ...
+
+    def deliver(
+        self, request: InferenceRequest, result: Transcription | BaseException, timing: Timing
+    ) -> None:
+        """The request's result, or the exception the backend raised."""
+        ...
+
+    def has_work(self) -> bool:
+        """Whether next_request() would return a request."""
+        ...
+
+
+@dataclass(slots=True)
+class SchedulerStats:
+    """Counters for /metrics and logs."""
+
+    requests: int = 0
+    batches: int = 0
+    failures: int = 0
+    inference_s: float = 0.0
+
+
+class Scheduler:
+    """Runs sessions' requests on a shared backend.
+
+    Args:
+        backend: the shared model.
+        workers: parallel model calls (default: ``backend.max_concurrency``).
+        max_batch_size: requests per model call (more than 1 uses ``transcribe_batch``).
+    """
+
+    def __init__(
+        self, backend: ASRBackend, *, workers: int | None = None, max_batch_size: int = 1
+    ) -> None:
+        self.backend = backend
+        self.workers = workers or max(1, int(getattr(backend, "max_concurrency", 1)))
+        self.max_batch_size = max(1, max_batch_size)
+        self.stats = SchedulerStats()
+        self._ready: OrderedDict[str, tuple[InferenceJob, float]] = OrderedDict()
+        self._busy: set[str] = set()
+        self._wakeup: asyncio.Condition | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._executor: ThreadPoolExecutor | None = None
+
+    @property
+    def queued(self) -> int:
+        """Sessions waiting for a worker."""
+        return len(self._ready)
+
+    async def start(self) -> None:
+        """Start the worker tasks (on the running loop)."""
+        if self._tasks:
+            return
+        self._wakeup = asyncio.Condition()
+        self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="inference")
+        self._tasks = [asyncio.create_task(self._worker(i)) for i in range(self.workers)]
+
+    async def stop(self) -> None:
+        """Stop the workers; requests in flight finish first."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+
+    def notify(self, job: InferenceJob) -> None:
+        """The job may have work: queue it unless it is queued or running already."""
+        if job.job_id in self._ready or job.job_id in self._busy or not job.has_work():
+            return
+        self._ready[job.job_id] = (job, time.monotonic())
+        if self._wakeup is not None:
+            asyncio.get_running_loop().create_task(self._notify_all())
+
+    def remove(self, job: InferenceJob) -> None:
+        """Forget the job (its session ended); a request in flight is discarded on delivery."""
+        self._ready.pop(job.job_id, None)
+
+    async def _notify_all(self) -> None:
+        assert self._wakeup is not None
+        async with self._wakeup:
+            self._wakeup.notify_all()
+
+    async def _take(self) -> list[tuple[InferenceJob, float]]:
+        assert self._wakeup is not None
+        async with self._wakeup:
+            await self._wakeup.wait_for(lambda: bool(self._ready))
+            taken: list[tuple[InferenceJob, float]] = []
+            while self._ready and len(taken) < self.max_batch_size:
+                job_id, entry = self._ready.popitem(last=False)
+                self._busy.add(job_id)
+                taken.append(entry)
+            return taken
+
+    async def _worker(self, index: int) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            taken = await self._take()
+            started = time.monotonic()
+            batch: list[tuple[InferenceJob, InferenceRequest, float]] = []
+            for job, queued_at in taken:
+                try:
+                    request = job.next_request()
+                except Exception:  # a broken session must not stop the worker
+                    logger.exception("session %s failed to build a request", job.job_id)
+                    request = None
+                if request is None:
+                    self._busy.discard(job.job_id)
+                else:
+                    batch.append((job, request, started - queued_at))
+            if not batch:
+                continue
+            requests = [request for _, request, _ in batch]
+            try:
+                results = await loop.run_in_executor(self._executor, self._run, requests)
+            except asyncio.CancelledError:
+                for job, _, _ in batch:
+                    self._busy.discard(job.job_id)
+                raise
+            elapsed = time.monotonic() - started
+            self.stats.batches += 1
+            self.stats.requests += len(batch)
+            self.stats.inference_s += elapsed
+            for (job, request, queued_s), result in zip(batch, results, strict=True):
+                self._busy.discard(job.job_id)
+                if isinstance(result, BaseException):
+                    self.stats.failures += 1
+                try:
+                    job.deliver(request, result, Timing(queued_s, elapsed, len(batch)))
+                except Exception:
+                    logger.exception("session %s failed to take its result", job.job_id)
+                self.notify(job)
+
+    def _run(self, requests: Sequence[InferenceRequest]) -> list[Transcription | BaseException]:
+        """On a worker thread: one model call; a failing batch is retried request by request."""
+        if len(requests) > 1:
+            try:
+                return list(self.backend.transcribe_batch(requests))
+            except Exception:
+                logger.warning("batch of %d failed; retrying one by one", len(requests))
+        results: list[Transcription | BaseException] = []
+        for request in requests:
+            try:
+                results.append(self.backend.transcribe(request))
+            except Exception as exc:
+                results.append(exc)
+        return results

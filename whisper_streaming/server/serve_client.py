@@ -1,0 +1,258 @@
+"""One connection's life: receive audio, drive the session, send updates.
+
+The receive loop, the send loop and a watchdog (quiet flush, idle timeout, time limit, server
+shutdown) run as separate tasks; whichever ends the session first decides how it closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import enum
+import logging
+import time
+
+from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
+from websockets.frames import CloseCode
+
+from ..config import ProcessorOptions
+from ..exceptions import AudioError, ProtocolError, StateError
+from ..streaming.processor import ASRProcessor
+from ..streaming.segments import SegmentBuilder
+from .context import ServerContext, SessionLogger
+from .protocols import whisperlive as wl
+from .session import SessionError, SessionState, StreamSession, UpdateEvent
+
+__all__ = ["EndReason", "serve_whisperlive"]
+
+logger = logging.getLogger(__name__)
+
+WATCHDOG_INTERVAL_S = 0.1
+
+
+class EndReason(enum.Enum):
+    """Why a session ended."""
+
+    END_OF_AUDIO = "end_of_audio"
+    CLOSED = "closed"
+    TIME_LIMIT = "time_limit"
+    IDLE = "idle"
+    SHUTDOWN = "shutdown"
+    PROTOCOL = "protocol"
+
+
+class _Lifecycle:
+    """Records the first reason a session ends."""
+
+    def __init__(self) -> None:
+        self.ended = asyncio.Event()
+        self.reason: EndReason | None = None
+
+    def end(self, reason: EndReason) -> None:
+        if self.reason is None:
+            self.reason = reason
+            self.ended.set()
+
+
+async def watch(
+    session: StreamSession, ctx: ServerContext, deadline: float, life: _Lifecycle
+) -> None:
+    """Flush after a quiet period; end the session on idle, time limit or shutdown."""
+    options = ctx.options
+    while not life.ended.is_set():
+        await asyncio.sleep(WATCHDOG_INTERVAL_S)
+        now = time.monotonic()
+        session.flush_if_quiet(options.quiet_flush_s)
+        if ctx.shutting_down.is_set():
+            life.end(EndReason.SHUTDOWN)
+        elif now >= deadline:
+            life.end(EndReason.TIME_LIMIT)
+        elif now - session.last_audio_at >= options.idle_timeout_s:
+            life.end(EndReason.IDLE)
+
+
+async def _safe_send(ws: ServerConnection, message: str) -> bool:
+    try:
+        await ws.send(message)
+        return True
+    except ConnectionClosed:
+        return False
+
+
+async def _refuse(ws: ServerConnection, message: str, code: CloseCode, reason: str) -> None:
+    await _safe_send(ws, message)
+    await ws.close(code, reason)
+
+
+async def serve_whisperlive(ws: ServerConnection, ctx: ServerContext) -> None:
+    """Serve one WhisperLive-protocol connection from configuration to close."""
+    try:
+        raw = await asyncio.wait_for(ws.recv(), ctx.options.config_timeout_s)
+    except (TimeoutError, asyncio.TimeoutError):
+        await _refuse(
+            ws,
+            wl.error(None, f"no configuration message within {ctx.options.config_timeout_s:g} s"),
+            CloseCode.POLICY_VIOLATION,
+            "no configuration",
+        )
+        return
+    except ConnectionClosed:
+        return
+    try:
+        config = wl.parse_config(raw)
+    except ProtocolError as exc:
+        await _refuse(ws, wl.error(None, str(exc)), CloseCode.POLICY_VIOLATION, exc.code)
+        return
+    session_id = ctx.new_session_id(config.uid[:40])
+    log = SessionLogger(logger, {"session": session_id})
+    admission = ctx.manager.try_admit(session_id)
+    if not admission.admitted:
+        log.info("refused: %d clients already", ctx.manager.current_clients)
+        await _refuse(
+            ws,
+            wl.wait(config.uid, admission.wait_minutes),
+            CloseCode.TRY_AGAIN_LATER,
+            "server full",
+        )
+        return
+    session: StreamSession | None = None
+    try:
+        options, warnings = _session_options(config, ctx)
+        session = StreamSession(session_id, ASRProcessor(options), ctx.scheduler)
+        for text in warnings:
+            await ws.send(wl.warning(config.uid, text))
+        await ws.send(wl.server_ready(config.uid, ctx.backend_name))
+        log.info("streaming (vad=%s, language=%s)", options.use_vad, options.language)
+        await _WhisperLiveConnection(ws, config, session, ctx, admission.deadline, log).run()
+    except ConnectionClosed:
+        log.info("connection closed")
+    finally:
+        if session is not None:
+            session.close()
+        ctx.manager.release(session_id)
+
+
+def _session_options(
+    config: wl.ClientConfig, ctx: ServerContext
+) -> tuple[ProcessorOptions, list[str]]:
+    warnings = []
+    if config.model and config.model != ctx.model_name:
+        warnings.append(
+            f"model {config.model!r} is not served here; using {ctx.model_name!r} instead"
+        )
+    language = config.language or ctx.processor_options.language
+    task = config.task
+    if not ctx.multilingual:
+        if language not in (None, "en"):
+            warnings.append(f"{ctx.model_name!r} is English-only; language {language!r} ignored")
+        if task == "translate":
+            warnings.append(f"{ctx.model_name!r} cannot translate; transcribing instead")
+        language, task = "en", "transcribe"
+    options = dataclasses.replace(
+        ctx.processor_options, language=language, task=task, use_vad=config.use_vad
+    )
+    return options, warnings
+
+
+class _WhisperLiveConnection:
+    def __init__(
+        self,
+        ws: ServerConnection,
+        config: wl.ClientConfig,
+        session: StreamSession,
+        ctx: ServerContext,
+        deadline: float,
+        log: SessionLogger,
+    ) -> None:
+        self.ws = ws
+        self.config = config
+        self.session = session
+        self.ctx = ctx
+        self.deadline = deadline
+        self.log = log
+        self.life = _Lifecycle()
+        self.builder = SegmentBuilder()
+        self._last_sent = ""
+
+    async def run(self) -> None:
+        tasks = [
+            asyncio.create_task(self._receive()),
+            asyncio.create_task(watch(self.session, self.ctx, self.deadline, self.life)),
+        ]
+        sender = asyncio.create_task(self._send())
+        try:
+            await self.life.ended.wait()
+            reason = self.life.reason
+            self.log.info("ending: %s", reason.value if reason else "?")
+            if reason in (EndReason.CLOSED, EndReason.PROTOCOL):
+                if reason is EndReason.PROTOCOL:
+                    await self.ws.close(CloseCode.POLICY_VIOLATION, "too many malformed frames")
+                return
+            # Flush: the final decode runs and its segments are sent before we close.
+            self.session.finish()
+            try:
+                await asyncio.wait_for(asyncio.shield(sender), self.ctx.options.shutdown_timeout_s)
+            except (TimeoutError, asyncio.TimeoutError):
+                self.log.warning("final transcript not ready in time; closing anyway")
+            if reason in (EndReason.TIME_LIMIT, EndReason.IDLE):
+                await _safe_send(self.ws, wl.disconnect(self.config.uid))
+            code = (
+                CloseCode.GOING_AWAY if reason is EndReason.SHUTDOWN else CloseCode.NORMAL_CLOSURE
+            )
+            await self.ws.close(code)
+        finally:
+            for task in (*tasks, sender):
+                task.cancel()
+            await asyncio.gather(*tasks, sender, return_exceptions=True)
+
+    async def _receive(self) -> None:
+        bad_frames = 0
+        try:
+            async for message in self.ws:
+                if self.session.state is not SessionState.STREAMING:
+                    continue  # audio after END_OF_AUDIO is ignored
+                if isinstance(message, bytes) and message == wl.END_OF_AUDIO:
+                    self.life.end(EndReason.END_OF_AUDIO)
+                    continue
+                try:
+                    if isinstance(message, str):
+                        raise ProtocolError(
+                            "unexpected text message: send binary audio frames, then END_OF_AUDIO"
+                        )
+                    self.session.feed(wl.decode_audio(message, self.config.audio_format))
+                except (ProtocolError, AudioError, StateError) as exc:
+                    bad_frames += 1
+                    self.log.info("bad frame %d: %s", bad_frames, exc)
+                    await self.ws.send(wl.error(self.config.uid, str(exc)))
+                    if bad_frames >= self.ctx.options.max_bad_frames:
+                        self.life.end(EndReason.PROTOCOL)
+                        return
+        except ConnectionClosed:
+            pass
+        self.life.end(EndReason.CLOSED)
+
+    async def _send(self) -> None:
+        uid = self.config.uid
+        n = self.config.send_last_n_segments
+        while True:
+            event = await self.session.events.get()
+            if isinstance(event, SessionError):
+                await self.ws.send(wl.error(uid, event.message))
+                continue
+            assert isinstance(event, UpdateEvent)
+            update = event.update
+            if update.language:
+                await self.ws.send(wl.language(uid, update.language, update.language_probability))
+            self.builder.add(update)
+            segs = self.builder.recent(n)
+            current = self.builder.current()
+            if current is not None:
+                segs.append(current)
+            if segs:
+                message = wl.segments(uid, segs, with_words=self.config.word_timestamps)
+                if message != self._last_sent:
+                    await self.ws.send(message)
+                    self._last_sent = message
+            if update.final:
+                return

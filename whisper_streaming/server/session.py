@@ -1,0 +1,158 @@
+"""StreamSession: one client's stream on the event loop, between the socket and the scheduler.
+
+Protocol-independent: it feeds the processor, lets the scheduler run its requests, and queues
+the resulting events (transcript updates and errors) for the connection's sender task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass
+
+from ..audio import SAMPLE_RATE, Float32Array
+from ..backends.base import InferenceRequest, Transcription
+from ..streaming.processor import ASRProcessor, TranscriptUpdate
+from .scheduler import Scheduler, Timing
+
+__all__ = ["SessionError", "SessionEvent", "SessionState", "StreamSession", "UpdateEvent"]
+
+logger = logging.getLogger(__name__)
+
+
+class SessionState(enum.Enum):
+    """Lifecycle of a :class:`StreamSession`."""
+
+    STREAMING = "streaming"
+    FINISHING = "finishing"
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateEvent:
+    """A transcript update, with how long it took."""
+
+    update: TranscriptUpdate
+    timing: Timing | None
+    audio_received_at: float  # monotonic time the newest audio of the request arrived
+
+
+@dataclass(frozen=True, slots=True)
+class SessionError:
+    """Inference failed for this session."""
+
+    code: str
+    message: str
+
+
+SessionEvent = UpdateEvent | SessionError
+
+
+class StreamSession:
+    """Connects one processor to the shared scheduler.
+
+    Args:
+        session_id: unique id (the job id in the scheduler).
+        processor: this session's processor.
+        scheduler: the shared scheduler.
+    """
+
+    def __init__(self, session_id: str, processor: ASRProcessor, scheduler: Scheduler) -> None:
+        self.session_id = session_id
+        self.processor = processor
+        self.state = SessionState.STREAMING
+        self._scheduler = scheduler
+        self.events: asyncio.Queue[SessionEvent] = asyncio.Queue()
+        self.last_audio_at = time.monotonic()
+        self.audio_received_s = 0.0
+        self._flushed = True
+        # (stream sample index, monotonic arrival time) of recent chunks, for latency figures.
+        self._arrivals: deque[tuple[int, float]] = deque(maxlen=512)
+        self._samples = 0
+        self._request_arrival: float = time.monotonic()
+        self.done = asyncio.Event()
+
+    @property
+    def job_id(self) -> str:
+        """The scheduler's key for this session."""
+        return self.session_id
+
+    # -- from the connection --------------------------------------------------------------
+
+    def feed(self, samples: Float32Array) -> None:
+        """Append audio (may raise AudioError / StateError) and let the scheduler know."""
+        self.processor.insert_audio(samples)
+        now = time.monotonic()
+        self._samples += samples.shape[0]
+        self._arrivals.append((self._samples, now))
+        self.last_audio_at = now
+        self.audio_received_s += samples.shape[0] / SAMPLE_RATE
+        self._flushed = False
+        self._scheduler.notify(self)
+
+    def flush_if_quiet(self, quiet_s: float) -> bool:
+        """Finalize pending text if no audio came for ``quiet_s``. Returns whether it did."""
+        if (
+            self.state is SessionState.STREAMING
+            and not self._flushed
+            and time.monotonic() - self.last_audio_at >= quiet_s
+        ):
+            self._flushed = True
+            self.processor.flush()
+            self._scheduler.notify(self)
+            return True
+        return False
+
+    def finish(self) -> None:
+        """End of audio: final decodes follow; ``done`` is set after the final update."""
+        if self.state is not SessionState.STREAMING:
+            return
+        self.state = SessionState.FINISHING
+        update = self.processor.finish()
+        if update.final:
+            self._emit(UpdateEvent(update, None, time.monotonic()))
+        else:
+            self._scheduler.notify(self)
+
+    def close(self) -> None:
+        """The connection is gone: drop queued work. Idempotent."""
+        self.state = SessionState.CLOSED
+        self._scheduler.remove(self)
+        self.done.set()
+
+    # -- from the scheduler (InferenceJob) ------------------------------------------------
+
+    def has_work(self) -> bool:
+        """Whether a request is due."""
+        return self.state is not SessionState.CLOSED and self.processor.has_work
+
+    def next_request(self) -> InferenceRequest | None:
+        """The request to run now."""
+        if self.state is SessionState.CLOSED:
+            return None
+        request = self.processor.next_request()
+        if request is not None:
+            self._request_arrival = self._arrivals[-1][1] if self._arrivals else time.monotonic()
+        return request
+
+    def deliver(
+        self, request: InferenceRequest, result: Transcription | BaseException, timing: Timing
+    ) -> None:
+        """Apply the result (or the failure) and queue the update."""
+        if self.state is SessionState.CLOSED:
+            return
+        if isinstance(result, BaseException):
+            logger.warning("session %s: inference failed: %s", self.session_id, result)
+            self._emit(SessionError("inference_failed", f"transcription failed: {result}"))
+            update = self.processor.fail(request)
+        else:
+            update = self.processor.apply(request, result)
+        self._emit(UpdateEvent(update, timing, self._request_arrival))
+
+    def _emit(self, event: SessionEvent) -> None:
+        self.events.put_nowait(event)
+        if isinstance(event, UpdateEvent) and event.update.final:
+            self.done.set()

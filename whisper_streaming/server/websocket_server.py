@@ -1,0 +1,235 @@
+"""WhisperStreamingServer: the asyncio WebSocket server, routing, start-up and shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from http import HTTPStatus
+from typing import Any
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.frames import CloseCode
+from websockets.http11 import Request, Response
+
+from ..audio import SAMPLE_RATE
+from ..backends import load_backend
+from ..backends.base import ASRBackend, InferenceRequest
+from ..config import ProcessorOptions, ServerOptions
+from .client_manager import ClientManager
+from .context import ServerContext
+from .scheduler import Scheduler
+from .serve_client import serve_whisperlive
+
+__all__ = ["WHISPERLIVE_PATH", "WhisperStreamingServer"]
+
+logger = logging.getLogger(__name__)
+
+WHISPERLIVE_PATH = "/"
+
+
+class WhisperStreamingServer:
+    """Serves real-time transcription over WebSocket with one shared model.
+
+    Args:
+        backend: a ready backend; if None, ``backend_name`` is loaded with ``backend_options``.
+        backend_name: registry name of the backend to load.
+        backend_options: keyword arguments for the backend (model, device, compute_type, ...).
+        processor_options: defaults for every session's processor.
+        server_options: limits and timeouts.
+        max_clients: shortcut for ``server_options.max_clients``.
+        max_connection_time: shortcut for ``server_options.max_connection_time_s``.
+        max_batch_size: requests per model call.
+    """
+
+    def __init__(
+        self,
+        backend: ASRBackend | None = None,
+        *,
+        backend_name: str = "faster_whisper",
+        backend_options: dict[str, Any] | None = None,
+        processor_options: ProcessorOptions | None = None,
+        server_options: ServerOptions | None = None,
+        max_clients: int | None = None,
+        max_connection_time: float | None = None,
+        max_batch_size: int = 1,
+    ) -> None:
+        options = server_options or ServerOptions()
+        if max_clients is not None or max_connection_time is not None:
+            import dataclasses
+
+            options = dataclasses.replace(
+                options,
+                max_clients=max_clients if max_clients is not None else options.max_clients,
+                max_connection_time_s=(
+                    max_connection_time
+                    if max_connection_time is not None
+                    else options.max_connection_time_s
+                ),
+            )
+        self.options = options
+        self.processor_options = processor_options or ProcessorOptions()
+        self.backend = backend
+        self._backend_name = backend_name
+        self._backend_options = dict(backend_options or {})
+        self._max_batch_size = max_batch_size
+        self.client_manager = ClientManager(options.max_clients, options.max_connection_time_s)
+        self.context: ServerContext | None = None
+        self._server: Server | None = None
+        self._handlers: set[asyncio.Task[Any]] = set()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self, host: str = "localhost", port: int = 9090) -> None:
+        """Load and warm up the model, then listen. ``port=0`` picks a free port."""
+        loop = asyncio.get_running_loop()
+        if self.backend is None:
+            name, opts = self._backend_name, self._backend_options
+            self.backend = await loop.run_in_executor(None, lambda: load_backend(name, **opts))
+        backend = self.backend
+        await loop.run_in_executor(None, _warm_up, backend)
+        scheduler = Scheduler(backend, max_batch_size=self._max_batch_size)
+        await scheduler.start()
+        self.context = ServerContext(
+            options=self.options,
+            processor_options=self.processor_options,
+            manager=self.client_manager,
+            scheduler=scheduler,
+            backend_name=backend.name,
+            model_name=backend.model_name,
+            multilingual=bool(getattr(backend, "is_multilingual", True)),
+        )
+        self._server = await serve(
+            self._handle,
+            host,
+            port,
+            process_request=self._process_request,
+            max_size=self.options.max_message_bytes,
+            compression=None,  # audio does not compress; deflate would only cost CPU
+        )
+        logger.info(
+            "serving %s model %s on ws://%s:%d (WhisperLive protocol at %s), max %d clients",
+            backend.name,
+            backend.model_name,
+            host,
+            self.port,
+            WHISPERLIVE_PATH,
+            self.options.max_clients,
+        )
+
+    @property
+    def port(self) -> int:
+        """The port actually listened on."""
+        assert self._server is not None, "server not started"
+        sockets = self._server.sockets
+        return int(sockets[0].getsockname()[1])
+
+    async def shutdown(self) -> None:
+        """Stop accepting, flush every session (final segments are sent), close with 1001."""
+        if self._server is None or self.context is None:
+            return
+        logger.info("shutting down: flushing %d session(s)", self.client_manager.current_clients)
+        self._server.server.close()  # stop accepting new connections
+        self.context.shutting_down.set()
+        if self._handlers:
+            _, pending = await asyncio.wait(
+                set(self._handlers), timeout=self.options.shutdown_timeout_s + 5
+            )
+            if pending:
+                logger.warning("%d session(s) did not finish in time; closing them", len(pending))
+        self._server.close(close_connections=True, code=CloseCode.GOING_AWAY)
+        await self._server.wait_closed()
+        await self.context.scheduler.stop()
+        self._server = None
+        logger.info("server stopped")
+
+    async def serve_forever(self, host: str = "localhost", port: int = 9090) -> None:
+        """Start, then serve until SIGINT / SIGTERM, then shut down gracefully."""
+        await self.start(host, port)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, stop.set)
+            except (NotImplementedError, RuntimeError):  # not the main thread, or Windows
+                pass
+        try:
+            await stop.wait()
+        finally:
+            await self.shutdown()
+
+    def run(self, host: str = "localhost", port: int = 9090) -> None:
+        """Blocking: serve until interrupted (the user's guide entry point)."""
+        asyncio.run(self.serve_forever(host, port))
+
+    # -- routing -----------------------------------------------------------------------------
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        assert self.context is not None
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers.add(task)
+        try:
+            path = ws.request.path.split("?", 1)[0] if ws.request else "/"
+            if self.context.shutting_down.is_set():
+                await ws.close(CloseCode.GOING_AWAY, "server shutting down")
+            elif path == WHISPERLIVE_PATH:
+                await serve_whisperlive(ws, self.context)
+            else:  # process_request refuses other paths; this is a safety net
+                await ws.close(CloseCode.POLICY_VIOLATION, "unknown path")
+        finally:
+            self._handlers.discard(task)
+
+    def _process_request(self, ws: ServerConnection, request: Request) -> Response | None:
+        path = request.path.split("?", 1)[0]
+        upgrade = "websocket" in request.headers.get("Upgrade", "").lower()
+        if upgrade:
+            if path == WHISPERLIVE_PATH:
+                return None
+            return _text(HTTPStatus.NOT_FOUND, f"no WebSocket endpoint at {path}\n")
+        if path == "/health":
+            return self._health()
+        return _text(HTTPStatus.NOT_FOUND, "not found\n")
+
+    def _health(self) -> Response:
+        import json
+
+        assert self.context is not None
+        body = {
+            "status": "ok",
+            "websocket_enabled": True,
+            "active_connections": self.client_manager.current_clients,
+            "max_clients": self.options.max_clients,
+            "backend": self.context.backend_name,
+            "model": self.context.model_name,
+            "model_loaded": True,
+        }
+        return _response(HTTPStatus.OK, json.dumps(body).encode(), "application/json")
+
+
+def _warm_up(backend: ASRBackend) -> None:
+    """One decode at start-up, so the first client does not pay for lazy initialisation."""
+    import numpy as np
+
+    t = np.arange(SAMPLE_RATE) / SAMPLE_RATE
+    audio = (0.1 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+    try:
+        backend.transcribe(InferenceRequest(audio, 0.0, beam_size=1))
+    except Exception:
+        logger.exception("warm-up decode failed")
+
+
+def _response(status: HTTPStatus, body: bytes, content_type: str) -> Response:
+    headers = Headers(
+        [
+            ("Content-Type", content_type),
+            ("Content-Length", str(len(body))),
+            ("Connection", "close"),
+        ]
+    )
+    return Response(status.value, status.phrase, headers, body)
+
+
+def _text(status: HTTPStatus, text: str) -> Response:
+    return _response(status, text.encode(), "text/plain; charset=utf-8")
