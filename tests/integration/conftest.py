@@ -1,0 +1,149 @@
+"""A real server on port 0, in a background thread, with a scripted backend."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from websockets.sync.client import ClientConnection, connect
+
+from tests.conftest import timeout
+from whisper_streaming import ProcessorOptions, ScriptedBackend
+from whisper_streaming.backends import timeline_from_text
+from whisper_streaming.backends.base import ASRBackend
+from whisper_streaming.config import ServerOptions
+from whisper_streaming.server.websocket_server import WhisperStreamingServer
+
+TEXT = "the quick brown fox jumps over the lazy dog. " * 6
+TIMELINE = timeline_from_text(TEXT, start_s=0.1)
+
+
+def timeline_backend(**kw: Any) -> ScriptedBackend:
+    """A backend that 'hears' TEXT laid out over time."""
+    return ScriptedBackend(timeline=TIMELINE, **{"model_name": "tiny.en", **kw})
+
+
+def expected_text(seconds: float) -> str:
+    """The TEXT words that end within the first ``seconds``."""
+    return " ".join(w.word.strip() for w in TIMELINE if w.end <= seconds)
+
+
+@dataclass
+class RunningServer:
+    server: WhisperStreamingServer
+    port: int
+    loop: asyncio.AbstractEventLoop
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/"
+
+    def call(self, coro: Any, wait_s: float = 30.0) -> Any:
+        """Run a coroutine on the server's loop and wait for its result."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout(wait_s))
+
+    def wait_for_clients(self, count: int, wait_s: float = 10.0) -> int:
+        """Poll until ``count`` sessions are being served; return the last count seen."""
+        deadline = time.monotonic() + timeout(wait_s)
+        while (current := self.status()["current_clients"]) != count:
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.02)
+        return int(current)
+
+    def status(self) -> dict[str, Any]:
+        async def get() -> dict[str, Any]:
+            return self.server.client_manager.get_status()
+
+        return dict(self.call(get()))
+
+
+@contextmanager
+def running_server(
+    backend: ASRBackend | None = None,
+    *,
+    processor: ProcessorOptions | None = None,
+    **server_kw: Any,
+) -> Iterator[RunningServer]:
+    """Start a server on 127.0.0.1, port 0; shut it down afterwards."""
+    options = ServerOptions(**{"quiet_flush_s": 30.0, **server_kw})
+    server = WhisperStreamingServer(
+        backend or timeline_backend(),
+        processor_options=processor or ProcessorOptions(use_vad=False, min_chunk_s=0.5),
+        server_options=options,
+    )
+    loop = asyncio.new_event_loop()
+    started = threading.Event()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    asyncio.run_coroutine_threadsafe(server.start("127.0.0.1", 0), loop).result(timeout(30))
+    started.set()
+    running = RunningServer(server, server.port, loop)
+    try:
+        yield running
+    finally:
+        if server._server is not None:
+            running.call(server.shutdown(), 60)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout(10))
+        loop.close()
+
+
+def tone_bytes(seconds: float, amplitude: float = 0.3) -> bytes:
+    """A tone as the float32 bytes WhisperLive clients send."""
+    t = np.arange(int(seconds * 16000)) / 16000
+    return (amplitude * np.sin(2 * np.pi * 220 * t)).astype("<f4").tobytes()
+
+
+def ws_connect(url: str) -> ClientConnection:
+    """A client connection (entered as a context manager, as websockets >= 17.1 wants)."""
+    ws = connect(url, open_timeout=timeout(10), compression=None, max_size=2**22)
+    return ws.__enter__()
+
+
+def open_session(
+    url: str, uid: str = "test-uid", **config: Any
+) -> tuple[ClientConnection, dict[str, Any]]:
+    """Connect, send the config, return the connection and the first reply."""
+    ws = ws_connect(url)
+    ws.send(json.dumps({"uid": uid, "use_vad": False, **config}))
+    return ws, json.loads(ws.recv(timeout(10)))
+
+
+def send_audio(ws: ClientConnection, data: bytes, frame_bytes: int = 4096 * 4) -> None:
+    """Send audio in WhisperLive-sized frames."""
+    for i in range(0, len(data), frame_bytes):
+        ws.send(data[i : i + frame_bytes])
+
+
+def receive_all(ws: ClientConnection, wait_s: float = 30.0) -> list[dict[str, Any]]:
+    """Every message until the server closes the connection."""
+    from websockets.exceptions import ConnectionClosed
+
+    messages = []
+    try:
+        while True:
+            messages.append(json.loads(ws.recv(timeout(wait_s))))
+    except ConnectionClosed:
+        pass
+    return messages
+
+
+def final_text(messages: list[dict[str, Any]]) -> str:
+    """The transcript of the last segments message, as a WhisperLive client would keep it."""
+    completed: list[dict[str, Any]] = []
+    for m in messages:
+        for seg in m.get("segments", []):
+            if seg["completed"] and (
+                not completed or float(seg["start"]) >= float(completed[-1]["end"])
+            ):
+                if not completed or seg != completed[-1]:
+                    completed.append(seg)
+    return " ".join(s["text"].strip() for s in completed)

@@ -1,0 +1,310 @@
+"""The WhisperLive-compatible protocol against a real server on port 0 (scripted backend)."""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import threading
+import time
+from typing import Any
+
+import numpy as np
+import pytest
+from websockets.exceptions import ConnectionClosed
+
+from tests.conftest import timeout
+from tests.integration.conftest import (
+    expected_text,
+    final_text,
+    open_session,
+    receive_all,
+    running_server,
+    send_audio,
+    timeline_backend,
+    tone_bytes,
+    ws_connect,
+)
+from whisper_streaming import ScriptedBackend, Transcription
+from whisper_streaming.backends.base import InferenceRequest
+from whisper_streaming.exceptions import BackendError
+
+TIME = re.compile(r"^\d+\.\d{3}$")
+
+
+def test_protocol_messages_are_exactly_as_specified() -> None:
+    """SERVER_READY, language, segments with 3-decimal string times, final completed, close 1000."""
+    with running_server() as srv:
+        ws, ready = open_session(srv.url, uid="u-1", model="tiny.en")
+        assert ready == {"uid": "u-1", "message": "SERVER_READY", "backend": "scripted"}
+        send_audio(ws, tone_bytes(4.0))
+        ws.send(b"END_OF_AUDIO")
+        messages = receive_all(ws)
+        assert ws.close_code == 1000
+    assert all(m["uid"] == "u-1" for m in messages)
+    languages = [m for m in messages if "language" in m]
+    assert languages == [{"uid": "u-1", "language": "en", "language_prob": 1.0}]
+    seg_messages = [m for m in messages if "segments" in m]
+    assert seg_messages
+    for m in seg_messages:
+        assert set(m) == {"uid", "segments"}
+        for seg in m["segments"]:
+            assert set(seg) == {"start", "end", "text", "completed"}
+            assert TIME.match(seg["start"]) and TIME.match(seg["end"])
+            assert float(seg["start"]) <= float(seg["end"])
+            assert isinstance(seg["text"], str) and isinstance(seg["completed"], bool)
+        # Only the last segment of a message may be incomplete.
+        assert all(s["completed"] for s in m["segments"][:-1])
+    assert all(s["completed"] for s in seg_messages[-1]["segments"])
+    assert final_text(messages) == expected_text(4.0)
+
+
+def test_word_timestamps_on_request() -> None:
+    """With word_timestamps, each segment carries its words with numeric times."""
+    with running_server() as srv:
+        ws, _ = open_session(srv.url, word_timestamps=True)
+        send_audio(ws, tone_bytes(2.0))
+        ws.send(b"END_OF_AUDIO")
+        messages = receive_all(ws)
+    seg = [s for m in messages for s in m.get("segments", [])][-1]
+    assert seg["words"] and set(seg["words"][0]) == {"word", "start", "end", "probability"}
+
+
+def test_int16_audio_format() -> None:
+    """audio_format int16 is accepted."""
+    with running_server() as srv:
+        ws, _ = open_session(srv.url, audio_format="int16")
+        pcm = (np.frombuffer(tone_bytes(2.0), "<f4") * 32767).astype("<i2").tobytes()
+        send_audio(ws, pcm)
+        ws.send(b"END_OF_AUDIO")
+        assert final_text(receive_all(ws)) == expected_text(2.0)
+
+
+def test_unserved_model_gets_warning_then_ready() -> None:
+    """Asking for another model gives WARNING, then SERVER_READY with the server's model."""
+    with running_server() as srv:
+        ws, first = open_session(srv.url, uid="u", model="large-v3")
+        assert first["status"] == "WARNING" and "large-v3" in first["message"]
+        assert json.loads(ws.recv(timeout(5)))["message"] == "SERVER_READY"
+        ws.close()
+
+
+def test_client_over_max_clients_gets_wait_and_others_keep_working() -> None:
+    """The third client gets WAIT (minutes as a float) and is closed; the first two finish."""
+    with running_server(max_clients=2, max_connection_time_s=120) as srv:
+        a, ra = open_session(srv.url, uid="a")
+        b, rb = open_session(srv.url, uid="b")
+        assert ra["message"] == rb["message"] == "SERVER_READY"
+        c, rc = open_session(srv.url, uid="c")
+        assert rc["uid"] == "c" and rc["status"] == "WAIT"
+        assert isinstance(rc["message"], float) and 0 < rc["message"] <= 2.0
+        with pytest.raises(ConnectionClosed):
+            c.recv(timeout(5))
+        assert srv.status()["current_clients"] == 2
+        for ws in (a, b):
+            send_audio(ws, tone_bytes(2.0))
+            ws.send(b"END_OF_AUDIO")
+        assert final_text(receive_all(a)) == final_text(receive_all(b)) == expected_text(2.0)
+
+
+def test_burst_of_connections_never_overshoots_max_clients() -> None:
+    """Twelve clients connecting at once: exactly max_clients are admitted."""
+    replies: list[dict[str, Any]] = []
+    lock = threading.Lock()
+    with running_server(max_clients=3) as srv:
+        held = []
+
+        def attempt(i: int) -> None:
+            ws, reply = open_session(srv.url, uid=f"c{i}")
+            with lock:
+                replies.append(reply)
+                held.append(ws)
+
+        threads = [threading.Thread(target=attempt, args=(i,)) for i in range(12)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout(30))
+        assert srv.status()["current_clients"] == 3
+        for ws in held:
+            ws.close()
+    assert sum(r.get("message") == "SERVER_READY" for r in replies) == 3
+    assert sum(r.get("status") == "WAIT" for r in replies) == 9
+
+
+def test_disconnect_at_time_limit_after_final_segments() -> None:
+    """At max_connection_time the pending text is finalized, then DISCONNECT, then close."""
+    with running_server(max_connection_time_s=2.0) as srv:
+        ws, _ = open_session(srv.url, uid="t")
+        send_audio(ws, tone_bytes(1.5))
+        started = time.monotonic()
+        messages = receive_all(ws)
+        elapsed = time.monotonic() - started
+    assert messages[-1] == {"uid": "t", "message": "DISCONNECT"}
+    assert final_text(messages) == expected_text(1.5)
+    assert elapsed < timeout(10)
+
+
+def test_quiet_period_finalizes_pending_text() -> None:
+    """A client that stops sending (no END_OF_AUDIO) gets completed segments after quiet_flush_s."""
+    with running_server(quiet_flush_s=0.5) as srv:
+        ws, _ = open_session(srv.url)
+        send_audio(ws, tone_bytes(2.0))
+        deadline = time.monotonic() + timeout(10)
+        messages: list[dict[str, Any]] = []
+        while time.monotonic() < deadline:
+            messages.append(json.loads(ws.recv(timeout(10))))
+            segs = messages[-1].get("segments", [])
+            if (
+                segs
+                and all(s["completed"] for s in segs)
+                and final_text(messages) == expected_text(2.0)
+            ):
+                break
+        else:
+            pytest.fail(f"pending text was not finalized: {messages[-1:]}")
+        ws.close()
+
+
+def test_idle_session_is_ended() -> None:
+    """No audio at all for idle_timeout_s ends the session with DISCONNECT."""
+    with running_server(idle_timeout_s=0.5) as srv:
+        ws, _ = open_session(srv.url, uid="idle")
+        messages = receive_all(ws, wait_s=10)
+        assert messages[-1] == {"uid": "idle", "message": "DISCONNECT"}
+        assert srv.wait_for_clients(0) == 0
+
+
+def test_abrupt_disconnect_frees_the_slot_and_others_carry_on() -> None:
+    """A client vanishing mid-stream releases its session; another client is unaffected."""
+    with running_server(max_clients=2) as srv:
+        good, _ = open_session(srv.url, uid="good")
+        bad, _ = open_session(srv.url, uid="bad")
+        send_audio(bad, tone_bytes(1.0))
+        bad.socket.shutdown(socket.SHUT_RDWR)  # no closing handshake
+        bad.socket.close()
+        send_audio(good, tone_bytes(2.0))
+        good.send(b"END_OF_AUDIO")
+        assert final_text(receive_all(good)) == expected_text(2.0)
+        assert srv.wait_for_clients(0) == 0
+        again, reply = open_session(srv.url, uid="again")
+        assert reply["message"] == "SERVER_READY"
+        again.close()
+
+
+@pytest.mark.parametrize(
+    ("first", "needle"),
+    [
+        ("this is not json", "not valid JSON"),
+        (json.dumps({"language": "en"}), "uid"),
+        (json.dumps(["uid"]), "JSON object"),
+        (json.dumps({"uid": "x", "task": "dance"}), "task"),
+        (b"\x00\x00\x80\x3f" * 100, "before any audio"),
+    ],
+)
+def test_bad_first_message_gets_error_and_close(first: str | bytes, needle: str) -> None:
+    """A malformed first message or audio before the config gets a clear ERROR and a close."""
+    with running_server() as srv:
+        other, _ = open_session(srv.url, uid="other")
+        ws = ws_connect(srv.url)
+        ws.send(first)
+        reply = json.loads(ws.recv(timeout(5)))
+        assert reply["status"] == "ERROR" and needle in reply["message"]
+        with pytest.raises(ConnectionClosed):
+            ws.recv(timeout(5))
+        assert ws.close_code == 1008
+        send_audio(other, tone_bytes(2.0))
+        other.send(b"END_OF_AUDIO")
+        assert final_text(receive_all(other)) == expected_text(2.0)
+
+
+def test_garbage_frames_get_errors_and_the_session_goes_on() -> None:
+    """Text frames, odd byte counts and NaN samples each get ERROR; good audio still works."""
+    with running_server() as srv:
+        ws, _ = open_session(srv.url, uid="g")
+        for junk in ("hello", b"\x01\x02\x03", np.array([np.nan] * 4, "<f4").tobytes()):
+            ws.send(junk)
+            reply = json.loads(ws.recv(timeout(5)))
+            assert reply["uid"] == "g" and reply["status"] == "ERROR"
+        send_audio(ws, tone_bytes(2.0))
+        ws.send(b"END_OF_AUDIO")
+        assert final_text(receive_all(ws)) == expected_text(2.0)
+
+
+def test_too_many_garbage_frames_close_the_connection() -> None:
+    """A client that keeps sending garbage is closed with 1008; others carry on."""
+    with running_server(max_bad_frames=3) as srv:
+        other, _ = open_session(srv.url, uid="other")
+        ws, _ = open_session(srv.url, uid="junk")
+        for _ in range(3):
+            ws.send(b"\x01")
+        messages = receive_all(ws, wait_s=5)
+        assert [m["status"] for m in messages] == ["ERROR"] * 3
+        assert ws.close_code == 1008
+        send_audio(other, tone_bytes(1.0))
+        other.send(b"END_OF_AUDIO")
+        assert final_text(receive_all(other)) == expected_text(1.0)
+
+
+def test_oversized_frame_is_refused_with_1009() -> None:
+    """A frame over max_message_bytes closes that connection with 1009."""
+    with running_server(max_message_bytes=64 * 1024) as srv:
+        ws, _ = open_session(srv.url)
+        ws.send(b"\x00" * (128 * 1024))
+        with pytest.raises(ConnectionClosed):
+            ws.recv(timeout(5))
+        assert ws.close_code == 1009
+
+
+def test_backend_failure_in_one_session_does_not_affect_another() -> None:
+    """Inference errors reach only the session whose audio caused them."""
+    healthy = timeline_backend()
+
+    def responder(request: InferenceRequest) -> Transcription:
+        if float(np.max(np.abs(request.audio))) > 0.9:
+            raise BackendError("poisoned audio")
+        return healthy.transcribe(request)
+
+    with running_server(ScriptedBackend(responder=responder, max_concurrency=2)) as srv:
+        poisoned, _ = open_session(srv.url, uid="p")
+        fine, _ = open_session(srv.url, uid="f")
+        send_audio(poisoned, tone_bytes(2.0, amplitude=0.95))
+        send_audio(fine, tone_bytes(2.0))
+        poisoned.send(b"END_OF_AUDIO")
+        fine.send(b"END_OF_AUDIO")
+        bad_messages = receive_all(poisoned)
+        good_messages = receive_all(fine)
+    errors = [m for m in bad_messages if m.get("status") == "ERROR"]
+    assert errors and "poisoned audio" in errors[0]["message"]
+    assert poisoned.close_code == 1000
+    assert not [m for m in good_messages if m.get("status") == "ERROR"]
+    assert final_text(good_messages) == expected_text(2.0)
+
+
+def test_shutdown_flushes_sessions_and_closes_with_1001() -> None:
+    """On shutdown every session gets its final segments, then a 1001 close."""
+    with running_server() as srv:
+        ws, _ = open_session(srv.url, uid="s")
+        send_audio(ws, tone_bytes(2.0))
+        time.sleep(0.3)
+        srv.call(srv.server.shutdown(), 60)
+        messages = receive_all(ws, wait_s=10)
+        assert ws.close_code == 1001
+        assert final_text(messages) == expected_text(2.0)
+        assert all(s["completed"] for s in messages[-1]["segments"])
+
+
+def test_health_endpoint_and_unknown_paths() -> None:
+    """GET /health answers JSON; unknown paths get 404."""
+    import urllib.error
+    import urllib.request
+
+    with running_server() as srv:
+        base = f"http://127.0.0.1:{srv.port}"
+        with urllib.request.urlopen(base + "/health", timeout=timeout(5)) as resp:
+            health = json.loads(resp.read())
+        assert health["status"] == "ok" and health["backend"] == "scripted"
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(base + "/nope", timeout=timeout(5))
+        assert err.value.code == 404
+        err.value.close()
