@@ -59,6 +59,8 @@ class ProcessorOptions:
             agreement stalls, text is committed up to the last complete segment and the buffer cut.
         prompt_chars: characters of committed text (before the buffer) passed as the prompt.
         max_overlap_words: longest n-gram compared when removing words already committed.
+        agreement_n: words are committed once this many consecutive hypotheses agree on them
+            (LocalAgreement-n; 2 in the paper).
         language: language code, or None to auto-detect.
         task: "transcribe" or "translate".
         beam_size: beam width for decoding (1 = greedy).
@@ -74,6 +76,7 @@ class ProcessorOptions:
     max_buffer_s: float = 30.0
     prompt_chars: int = 200
     max_overlap_words: int = 5
+    agreement_n: int = 2
     language: str | None = None
     task: str = "transcribe"
     beam_size: int = 5
@@ -100,6 +103,9 @@ class ProcessorOptions:
         _require(
             1 <= self.max_overlap_words <= 20,
             f"max_overlap_words must be in [1, 20], got {self.max_overlap_words}",
+        )
+        _require(
+            2 <= self.agreement_n <= 100, f"agreement_n must be in [2, 100], got {self.agreement_n}"
         )
         _require(self.task in TASKS, f"task must be one of {TASKS}, got {self.task!r}")
         _require(1 <= self.beam_size <= 20, f"beam_size must be in [1, 20], got {self.beam_size}")

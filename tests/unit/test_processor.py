@@ -297,3 +297,17 @@ def test_bad_audio_is_refused() -> None:
         proc.insert_audio(np.array([0.0, np.inf], np.float32))
     with pytest.raises(AudioError):
         proc.insert_audio(np.zeros((2, 100), np.float32))
+
+
+def test_local_agreement_3_needs_three_hypotheses() -> None:
+    """With agreement_n=3 a word is committed only when three hypotheses in a row agree."""
+    proc = ASRProcessor(ProcessorOptions(agreement_n=3, **NO_VAD))
+    hyps = ["a b c", "a b d", "a x d e", "a x d e f", "a x d e f"]
+    backend = ScriptedBackend([tr(h) for h in hyps])
+    texts = []
+    for _ in range(5):
+        proc.insert_audio(tone(1.0))
+        req = proc.next_request()
+        assert req is not None
+        texts.append(proc.apply(req, backend.transcribe(req)).committed_text)
+    assert texts == ["", "", "a", "", "x d e"]

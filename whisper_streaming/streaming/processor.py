@@ -114,6 +114,8 @@ class ASRProcessor:
         self._dirty = False  # appended since the last final request
         self._final_until: int | None = None  # buffer index a final decode is due up to
         self._hypothesis: list[Word] = []
+        # Earlier hypotheses still waiting for agreement (LocalAgreement-n keeps n - 1 of them).
+        self._previous: deque[list[Word]] = deque(maxlen=self.options.agreement_n - 1)
         # Recent input, for VAD pre-roll: _history[0] is stream sample _history_start.
         self._history: Float32Array = np.zeros(0, np.float32)
         self._history_start = 0
@@ -257,10 +259,9 @@ class ASRProcessor:
         if request.final:
             committed = self._commit(new)
             self._hypothesis = []
+            self._previous.clear()
         else:
-            agreed = agreed_prefix_length(self._hypothesis, new)
-            committed = self._commit(new[:agreed])
-            self._hypothesis = new[agreed:]
+            committed = self._agree(new)
         committed += self._bound_buffer(segment_ends)
         ends = tuple(e for e in segment_ends if e <= self._committed_end_s + _EPS_S)
         return self._update(committed, ends, utterance_end=request.final, final=self._check_done())
@@ -275,9 +276,22 @@ class ASRProcessor:
             return self._update()
         committed = self._commit(self._hypothesis)
         self._hypothesis = []
+        self._previous.clear()
         return self._update(committed, utterance_end=True, final=self._check_done())
 
     # -- internals ---------------------------------------------------------------------------
+
+    def _agree(self, new: list[Word]) -> tuple[Word, ...]:
+        """LocalAgreement-n: commit the prefix the last n hypotheses share."""
+        full = len(self._previous) == self._previous.maxlen
+        agreed = min((agreed_prefix_length(h, new) for h in self._previous), default=0)
+        if not full:
+            agreed = 0
+        committed = self._commit(new[:agreed])
+        self._previous = deque((h[agreed:] for h in self._previous), maxlen=self._previous.maxlen)
+        self._hypothesis = new[agreed:]
+        self._previous.append(self._hypothesis)
+        return committed
 
     def _take_inflight(self, request: InferenceRequest) -> None:
         if request is not self._inflight:
@@ -428,6 +442,8 @@ class ASRProcessor:
         cut = max(cut, limit)
         committed = self._commit([w for w in self._hypothesis if w.end <= cut + _EPS_S])
         self._hypothesis = [w for w in self._hypothesis if w.end > cut + _EPS_S]
+        self._previous.clear()
+        self._previous.append(self._hypothesis)
         self._cut(cut)
         excess = self._buffer.shape[0] - int((opts.max_buffer_s - opts.min_chunk_s) * SAMPLE_RATE)
         if excess > 0:  # the cut fell in a gap between speech runs

@@ -1,0 +1,208 @@
+"""The real server with the embedded model: concurrent clients, the CLI client, the stock client."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, timeout
+from tests.e2e.conftest import WER_MARGIN, Utterance, record, wer
+from tests.integration.conftest import RunningServer, running_server
+from whisper_streaming import ProcessorOptions, load_backend
+from whisper_streaming.client import TranscriptionClient
+
+pytestmark = pytest.mark.e2e
+
+SRT_BLOCK = re.compile(
+    r"^(\d+)\n(\d\d:\d\d:\d\d,\d\d\d) --> (\d\d:\d\d:\d\d,\d\d\d)\n(.+?)$", re.MULTILINE | re.DOTALL
+)
+JFK = (
+    "And so, my fellow Americans, ask not what your country can do for you, "
+    "ask what you can do for your country."
+)
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[RunningServer]:
+    """The server on port 0 with the embedded model, two decode workers, default options."""
+    backend = load_backend("faster_whisper", model="tiny.en", device="cpu", num_workers=2)
+    with running_server(
+        backend, processor=ProcessorOptions(), max_clients=4, quiet_flush_s=1.5
+    ) as srv:
+        yield srv
+
+
+def parse_srt(text: str) -> list[tuple[float, float, str]]:
+    """SRT blocks as (start, end, text); raises on a malformed file."""
+
+    def seconds(stamp: str) -> float:
+        h, m, rest = stamp.split(":")
+        s, ms = rest.split(",")
+        return int(h) * 3600 + int(m) * 60 + int(s) + int(ms) / 1000
+
+    blocks = [b for b in text.strip().split("\n\n") if b.strip()]
+    parsed = []
+    for i, block in enumerate(blocks, 1):
+        match = SRT_BLOCK.match(block.strip())
+        assert match, f"malformed SRT block: {block!r}"
+        assert int(match.group(1)) == i
+        start, end = seconds(match.group(2)), seconds(match.group(3))
+        assert start <= end
+        parsed.append((start, end, match.group(4).strip()))
+    starts = [p[0] for p in parsed]
+    assert starts == sorted(starts)
+    return parsed
+
+
+def test_three_clients_at_once_get_their_own_transcripts(
+    server: RunningServer, longform: list[Utterance], offline_texts: dict[Path, str]
+) -> None:
+    """Three real-time streams of different files: no cross-talk, WER within the engine bound."""
+    files = longform[:3]
+    clients = [TranscriptionClient("127.0.0.1", server.port, show=None) for _ in files]
+    errors: list[BaseException] = []
+
+    def run(client: TranscriptionClient, utt: Utterance) -> None:
+        try:
+            client(str(utt.path))
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=pair) for pair in zip(clients, files, strict=True)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout(400))
+    assert not errors, errors
+    refs = [u.reference for u in files]
+    hyps = [c.text for c in clients]
+    stream_wer = wer(refs, hyps)
+    offline_wer = wer(refs, [offline_texts[u.path] for u in files])
+    # Each transcript matches its own reference far better than any other one.
+    for i, hyp in enumerate(hyps):
+        own = wer([refs[i]], [hyp])
+        assert all(own < wer([refs[j]], [hyp]) - 0.5 for j in range(len(refs)) if j != i)
+    tails = [c.final_received_at - c.last_audio_sent_at for c in clients]
+    record(
+        "server_three_clients",
+        {
+            "clients": len(files),
+            "files": [u.path.name for u in files],
+            "streaming_wer": stream_wer,
+            "offline_wer": offline_wer,
+            "last_audio_to_final_s": tails,
+        },
+    )
+    assert stream_wer <= offline_wer + WER_MARGIN, (stream_wer, offline_wer)
+    assert server.wait_for_clients(0) == 0
+
+
+def test_example_client_writes_a_valid_srt(
+    server: RunningServer, longform: list[Utterance], offline_texts: dict[Path, str], tmp_path: Path
+) -> None:
+    """example_websocket_client.py --fast writes an SRT whose text matches the reference."""
+    utt = longform[0]
+    out = tmp_path / "out.srt"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "example_websocket_client.py"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(server.port),
+            "--audio-file",
+            str(utt.path),
+            "--output",
+            str(out),
+            "--fast",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=timeout(300),
+    )
+    assert proc.returncode == 0, proc.stderr
+    blocks = parse_srt(out.read_text())
+    text = " ".join(b[2] for b in blocks)
+    offline_wer = wer([utt.reference], [offline_texts[utt.path]])
+    assert wer([utt.reference], [text]) <= offline_wer + WER_MARGIN
+
+
+def test_client_exits_nonzero_on_refused_connection(tmp_path: Path) -> None:
+    """No server: a clear message and exit code 1."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "example_websocket_client.py"),
+            "--port",
+            str(port),
+            "--host",
+            "127.0.0.1",
+            "--audio-file",
+            str(REPO / "README.md"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=timeout(60),
+    )
+    assert proc.returncode != 0
+    assert "error:" in proc.stderr
+
+
+def _stock_client_available() -> bool:
+    try:
+        import pyaudio  # noqa: F401
+        import whisper_live.client  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def test_stock_whisperlive_client_writes_a_correct_srt(
+    server: RunningServer, testdata: Path, tmp_path: Path
+) -> None:
+    """The unmodified whisper_live 0.10.0 client transcribes a file and writes its SRT."""
+    if not _stock_client_available():
+        message = "whisper-live / PyAudio not installed (make test installs them)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    script = textwrap.dedent(
+        f"""
+        from whisper_live.client import TranscriptionClient
+        client = TranscriptionClient(
+            "127.0.0.1", {server.port}, lang="en", model="small", use_vad=True,
+            output_transcription_path="out.srt", mute_audio_playback=True,
+        )
+        client({str(testdata / "jfk" / "jfk.flac")!r})
+        """
+    )
+    started = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=timeout(180),
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Server Running with backend faster_whisper" in proc.stdout
+    blocks = parse_srt((tmp_path / "out.srt").read_text())
+    text = " ".join(b[2] for b in blocks)
+    record("stock_whisperlive_client", {"srt_text": text, "wall_s": time.monotonic() - started})
+    assert wer([JFK], [text]) <= 0.2, text
+    assert text.rstrip(" .").lower().endswith("for your country")
