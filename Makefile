@@ -42,8 +42,8 @@ run: $(VENV)/.installed
 	$(BIN)/whisper-streaming serve --host $(HOST) --port $(PORT)
 
 lint: $(VENV)/.installed-dev
-	$(BIN)/ruff check whisper_streaming tests
-	$(BIN)/ruff format --check whisper_streaming tests
+	$(BIN)/ruff check whisper_streaming tests bench *.py
+	$(BIN)/ruff format --check whisper_streaming tests bench *.py
 	$(BIN)/mypy
 
 unit: $(VENV)/.installed-dev
@@ -54,6 +54,10 @@ e2e: $(VENV)/.installed-dev
 
 test: lint $(VENV)/.installed-compat
 	$(BIN)/python -m pytest -q
+
+# Defaults finish in under 10 minutes on 2 CPU cores; see bench/README.md for the options.
+bench: $(VENV)/.installed-dev
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

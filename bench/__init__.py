@@ -1,0 +1,1 @@
+"""Benchmark harness: WER, latency and concurrency, measured through a real server."""
