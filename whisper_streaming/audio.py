@@ -15,6 +15,7 @@ from .exceptions import AudioError
 __all__ = [
     "SAMPLE_RATE",
     "Float32Array",
+    "StreamingResampler",
     "check_samples",
     "decode_file",
     "float32_to_pcm16",
@@ -100,3 +101,38 @@ def resample(samples: npt.ArrayLike, from_rate: int, to_rate: int = SAMPLE_RATE)
     src_t = np.arange(arr.size, dtype=np.float64) / from_rate
     dst_t = np.arange(n_out, dtype=np.float64) / to_rate
     return np.interp(dst_t, src_t, arr).astype(np.float32)
+
+
+class StreamingResampler:
+    """Linear-interpolation resampler that keeps its phase across chunks.
+
+    Chunked resampling with :func:`resample` would restart the interpolation grid at every chunk
+    boundary; this one carries the last input sample and the fractional position instead.
+    """
+
+    def __init__(self, from_rate: int, to_rate: int = SAMPLE_RATE) -> None:
+        if from_rate <= 0 or to_rate <= 0:
+            raise AudioError(f"sample rates must be positive, got {from_rate} -> {to_rate}")
+        self.from_rate = from_rate
+        self.to_rate = to_rate
+        self._step = from_rate / to_rate  # input samples per output sample
+        self._pos = 0.0  # position of the next output sample, in input samples from _prev
+        self._prev: Float32Array = np.zeros(0, np.float32)
+
+    def process(self, samples: npt.ArrayLike) -> Float32Array:
+        """Resample the next chunk."""
+        arr = np.asarray(samples, dtype=np.float32)
+        if self.from_rate == self.to_rate:
+            return arr
+        data = np.concatenate([self._prev, arr])
+        if data.shape[0] < 2:
+            self._prev = data
+            return np.zeros(0, np.float32)
+        last = data.shape[0] - 1
+        positions = np.arange(self._pos, last, self._step)
+        out: Float32Array = np.interp(positions, np.arange(data.shape[0]), data).astype(np.float32)
+        next_pos = self._pos + positions.shape[0] * self._step
+        keep_from = min(int(np.floor(next_pos)), last)
+        self._prev = data[keep_from:]
+        self._pos = next_pos - keep_from
+        return out

@@ -63,7 +63,9 @@ class ProcessorOptions:
             (LocalAgreement-n; 2 in the paper).
         language: language code, or None to auto-detect.
         task: "transcribe" or "translate".
-        beam_size: beam width for decoding (1 = greedy).
+        beam_size: beam width of final decodes (end of utterance, flush, finish).
+        hypothesis_beam_size: beam width of the intermediate decodes that LocalAgreement
+            compares; greedy (1) halves their cost, and final decodes still use ``beam_size``.
         use_vad: gate the model with the streaming VAD and finalize at the end of each utterance.
         vad: VAD settings, used when ``use_vad`` is true.
         no_speech_threshold: a segment whose no-speech probability is above this and whose average
@@ -80,6 +82,7 @@ class ProcessorOptions:
     language: str | None = None
     task: str = "transcribe"
     beam_size: int = 5
+    hypothesis_beam_size: int = 1
     use_vad: bool = True
     vad: VadOptions = field(default_factory=VadOptions)
     no_speech_threshold: float = 0.6
@@ -109,6 +112,10 @@ class ProcessorOptions:
         )
         _require(self.task in TASKS, f"task must be one of {TASKS}, got {self.task!r}")
         _require(1 <= self.beam_size <= 20, f"beam_size must be in [1, 20], got {self.beam_size}")
+        _require(
+            1 <= self.hypothesis_beam_size <= 20,
+            f"hypothesis_beam_size must be in [1, 20], got {self.hypothesis_beam_size}",
+        )
         _require(
             self.language is None
             or (isinstance(self.language, str) and 2 <= len(self.language) <= 8),

@@ -12,6 +12,7 @@ from typing import Any
 
 from ..config import ProcessorOptions, ServerOptions
 from .client_manager import ClientManager
+from .metrics import ServerMetrics
 from .scheduler import Scheduler
 
 __all__ = ["ServerContext", "SessionLogger"]
@@ -30,6 +31,7 @@ class ServerContext:
     backend_name: str
     model_name: str
     multilingual: bool
+    metrics: ServerMetrics = field(default_factory=ServerMetrics)
     shutting_down: asyncio.Event = field(default_factory=asyncio.Event)
     started_at: float = field(default_factory=time.monotonic)
 

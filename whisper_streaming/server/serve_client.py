@@ -109,6 +109,7 @@ async def serve_whisperlive(ws: ServerConnection, ctx: ServerContext) -> None:
     admission = ctx.manager.try_admit(session_id)
     if not admission.admitted:
         log.info("refused: %d clients already", ctx.manager.current_clients)
+        ctx.metrics.refused_total.inc()
         await _refuse(
             ws,
             wl.wait(config.uid, admission.wait_minutes),
@@ -119,7 +120,9 @@ async def serve_whisperlive(ws: ServerConnection, ctx: ServerContext) -> None:
     session: StreamSession | None = None
     try:
         options, warnings = _session_options(config, ctx)
-        session = StreamSession(session_id, ASRProcessor(options), ctx.scheduler)
+        session = StreamSession(session_id, ASRProcessor(options), ctx.scheduler, ctx.metrics)
+        ctx.metrics.sessions_total.labels("whisperlive").inc()
+        ctx.metrics.sessions_active.inc()
         for text in warnings:
             await ws.send(wl.warning(config.uid, text))
         await ws.send(wl.server_ready(config.uid, ctx.backend_name))
@@ -130,6 +133,7 @@ async def serve_whisperlive(ws: ServerConnection, ctx: ServerContext) -> None:
     finally:
         if session is not None:
             session.close()
+            ctx.metrics.sessions_active.dec()
         ctx.manager.release(session_id)
 
 
@@ -224,6 +228,7 @@ class _WhisperLiveConnection:
                 except (ProtocolError, AudioError, StateError) as exc:
                     bad_frames += 1
                     self.log.info("bad frame %d: %s", bad_frames, exc)
+                    self.ctx.metrics.errors.labels(getattr(exc, "code", "bad_audio")).inc()
                     await self.ws.send(wl.error(self.config.uid, str(exc)))
                     if bad_frames >= self.ctx.options.max_bad_frames:
                         self.life.end(EndReason.PROTOCOL)
@@ -238,6 +243,7 @@ class _WhisperLiveConnection:
         while True:
             event = await self.session.events.get()
             if isinstance(event, SessionError):
+                self.ctx.metrics.errors.labels(event.code).inc()
                 await self.ws.send(wl.error(uid, event.message))
                 continue
             assert isinstance(event, UpdateEvent)
@@ -254,5 +260,8 @@ class _WhisperLiveConnection:
                 if message != self._last_sent:
                     await self.ws.send(message)
                     self._last_sent = message
+                    if event.timing is not None:
+                        latency = time.monotonic() - event.audio_received_at
+                        self.ctx.metrics.update_latency.observe(latency)
             if update.final:
                 return

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from ..audio import SAMPLE_RATE, Float32Array
 from ..backends.base import InferenceRequest, Transcription
 from ..streaming.processor import ASRProcessor, TranscriptUpdate
+from .metrics import ServerMetrics
 from .scheduler import Scheduler, Timing
 
 __all__ = ["SessionError", "SessionEvent", "SessionState", "StreamSession", "UpdateEvent"]
@@ -60,8 +61,15 @@ class StreamSession:
         scheduler: the shared scheduler.
     """
 
-    def __init__(self, session_id: str, processor: ASRProcessor, scheduler: Scheduler) -> None:
+    def __init__(
+        self,
+        session_id: str,
+        processor: ASRProcessor,
+        scheduler: Scheduler,
+        metrics: ServerMetrics | None = None,
+    ) -> None:
         self.session_id = session_id
+        self._metrics = metrics
         self.processor = processor
         self.state = SessionState.STREAMING
         self._scheduler = scheduler
@@ -90,6 +98,8 @@ class StreamSession:
         self._arrivals.append((self._samples, now))
         self.last_audio_at = now
         self.audio_received_s += samples.shape[0] / SAMPLE_RATE
+        if self._metrics is not None:
+            self._metrics.audio_seconds.inc(samples.shape[0] / SAMPLE_RATE)
         self._flushed = False
         self._scheduler.notify(self)
 
@@ -144,6 +154,9 @@ class StreamSession:
         """Apply the result (or the failure) and queue the update."""
         if self.state is SessionState.CLOSED:
             return
+        if self._metrics is not None:
+            self._metrics.queue_wait.observe(timing.queued_s)
+            self._metrics.inference_seconds.inc(timing.inference_s / timing.batch_size)
         if isinstance(result, BaseException):
             logger.warning("session %s: inference failed: %s", self.session_id, result)
             self._emit(SessionError("inference_failed", f"transcription failed: {result}"))

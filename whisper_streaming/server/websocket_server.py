@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import mimetypes
 import signal
+import time
+import urllib.parse
 from http import HTTPStatus
+from pathlib import Path
 from typing import Any
 
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -19,14 +23,18 @@ from ..backends.base import ASRBackend, InferenceRequest
 from ..config import ProcessorOptions, ServerOptions
 from .client_manager import ClientManager
 from .context import ServerContext
+from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .scheduler import Scheduler
 from .serve_client import serve_whisperlive
+from .serve_json import serve_json
 
-__all__ = ["WHISPERLIVE_PATH", "WhisperStreamingServer"]
+__all__ = ["JSON_PATH", "STATIC_DIR", "WHISPERLIVE_PATH", "WhisperStreamingServer"]
 
 logger = logging.getLogger(__name__)
 
 WHISPERLIVE_PATH = "/"
+JSON_PATH = "/ws/transcribe"
+STATIC_DIR = Path(__file__).resolve().parent / "static"
 
 
 class WhisperStreamingServer:
@@ -78,6 +86,7 @@ class WhisperStreamingServer:
         self.context: ServerContext | None = None
         self._server: Server | None = None
         self._handlers: set[asyncio.Task[Any]] = set()
+        self.static_dir = STATIC_DIR
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -176,6 +185,8 @@ class WhisperStreamingServer:
                 await ws.close(CloseCode.GOING_AWAY, "server shutting down")
             elif path == WHISPERLIVE_PATH:
                 await serve_whisperlive(ws, self.context)
+            elif path == JSON_PATH:
+                await serve_json(ws, self.context)
             else:  # process_request refuses other paths; this is a safety net
                 await ws.close(CloseCode.POLICY_VIOLATION, "unknown path")
         finally:
@@ -185,17 +196,27 @@ class WhisperStreamingServer:
         path = request.path.split("?", 1)[0]
         upgrade = "websocket" in request.headers.get("Upgrade", "").lower()
         if upgrade:
-            if path == WHISPERLIVE_PATH:
+            if path in (WHISPERLIVE_PATH, JSON_PATH):
                 return None
             return _text(HTTPStatus.NOT_FOUND, f"no WebSocket endpoint at {path}\n")
         if path == "/health":
             return self._health()
+        if path == "/metrics":
+            assert self.context is not None
+            return _response(HTTPStatus.OK, self.context.metrics.render(), METRICS_CONTENT_TYPE)
+        if path == "/" and (self.static_dir / "index.html").is_file():
+            headers = Headers([("Location", "/static/index.html"), ("Content-Length", "0")])
+            return Response(HTTPStatus.FOUND.value, HTTPStatus.FOUND.phrase, headers, b"")
+        if path.startswith("/static/"):
+            return _static(self.static_dir, path[len("/static/") :])
         return _text(HTTPStatus.NOT_FOUND, "not found\n")
 
     def _health(self) -> Response:
         import json
 
         assert self.context is not None
+        from ..backends.faster_whisper import cuda_available
+
         body = {
             "status": "ok",
             "websocket_enabled": True,
@@ -204,6 +225,8 @@ class WhisperStreamingServer:
             "backend": self.context.backend_name,
             "model": self.context.model_name,
             "model_loaded": True,
+            "gpu_available": cuda_available(),
+            "uptime_s": round(time.monotonic() - self.context.started_at, 1),
         }
         return _response(HTTPStatus.OK, json.dumps(body).encode(), "application/json")
 
@@ -229,6 +252,21 @@ def _response(status: HTTPStatus, body: bytes, content_type: str) -> Response:
         ]
     )
     return Response(status.value, status.phrase, headers, body)
+
+
+def _static(root: Path, relative: str) -> Response:
+    """A file under ``root``; anything that resolves outside it (``..``, encoded or not) is 404."""
+    name = urllib.parse.unquote(relative)
+    if not name or "\x00" in name or "\\" in name:
+        return _text(HTTPStatus.NOT_FOUND, "not found\n")
+    base = root.resolve()
+    target = (base / name).resolve()
+    if base not in target.parents or not target.is_file():
+        return _text(HTTPStatus.NOT_FOUND, "not found\n")
+    content_type = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
+    if content_type.startswith("text/") or content_type in ("application/javascript",):
+        content_type += "; charset=utf-8"
+    return _response(HTTPStatus.OK, target.read_bytes(), content_type)
 
 
 def _text(status: HTTPStatus, text: str) -> Response:

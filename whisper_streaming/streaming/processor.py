@@ -307,7 +307,7 @@ class ASRProcessor:
             prompt=self._prompt(start_s),
             language=self.options.language,
             task=self.options.task,
-            beam_size=self.options.beam_size,
+            beam_size=self.options.beam_size if final else self.options.hypothesis_beam_size,
             final=final,
             request_id=self._next_request_id,
             runs=tuple((b / SAMPLE_RATE, s / SAMPLE_RATE) for b, s in self._anchors),

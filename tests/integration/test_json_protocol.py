@@ -1,0 +1,230 @@
+"""The typed JSON protocol at /ws/transcribe, and the HTTP endpoints, on a real server."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from typing import Any
+
+import numpy as np
+import pytest
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import ClientConnection
+
+from tests.conftest import timeout
+from tests.integration.conftest import expected_text, running_server, ws_connect
+
+
+def tone(seconds: float, rate: int = 16000) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    return (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+
+
+def pcm16(samples: np.ndarray) -> bytes:
+    return (samples * 32767).astype("<i2").tobytes()
+
+
+def json_session(url: str) -> tuple[ClientConnection, dict[str, Any]]:
+    ws = ws_connect(url.rstrip("/") + "/ws/transcribe")
+    return ws, json.loads(ws.recv(timeout(10)))
+
+
+def until(ws: ClientConnection, kind: str) -> list[dict[str, Any]]:
+    """Messages up to and including the first one of type ``kind``."""
+    out = []
+    while True:
+        message = json.loads(ws.recv(timeout(20)))
+        out.append(message)
+        if message["type"] == kind:
+            return out
+
+
+def send_chunks(ws: ClientConnection, data: bytes, chunk: int = 3200) -> None:
+    for i in range(0, len(data), chunk):
+        ws.send(data[i : i + chunk])
+
+
+def test_recording_messages_and_a_second_recording() -> None:
+    """ready, partial, transcription (words, confidence, timing), stopped; then record again."""
+    with running_server() as srv:
+        ws, ready = json_session(srv.url)
+        assert ready["type"] == "ready" and ready["sample_rate"] == 16000
+        assert set(ready) == {"type", "session_id", "backend", "model", "sample_rate"}
+        for _ in range(2):
+            ws.send(json.dumps({"type": "start_recording", "config": {"encoding": "pcm_s16le"}}))
+            send_chunks(ws, pcm16(tone(3.0)))
+            messages = until(ws, "partial")
+            ws.send(json.dumps({"type": "stop_recording"}))
+            messages += until(ws, "stopped")
+            finals = [m for m in messages if m["type"] == "transcription"]
+            assert " ".join(m["text"] for m in finals) == expected_text(3.0)
+            for m in finals:
+                assert m["is_final"] is True and isinstance(m["start"], float)
+                assert set(m) >= {"segment_id", "words", "confidence", "processing_time_ms"}
+                assert set(m["words"][0]) == {"word", "start", "end", "probability"}
+            ids = [m["segment_id"] for m in finals]
+            assert ids == sorted(ids) and len(set(ids)) == len(ids)
+            partials = [m for m in messages if m["type"] == "partial"]
+            assert set(partials[0]) == {"type", "text", "start", "end"} and partials[0]["text"]
+        ws.send(json.dumps({"type": "ping"}))
+        assert json.loads(ws.recv(timeout(5))) == {"type": "pong"}
+        ws.close()
+
+
+@pytest.mark.parametrize("rate", [8000, 44100, 48000])
+def test_other_sample_rates_are_resampled(rate: int) -> None:
+    """float32 audio at 8 to 48 kHz is resampled to 16 kHz on the server."""
+    with running_server() as srv:
+        ws, _ = json_session(srv.url)
+        ws.send(
+            json.dumps(
+                {
+                    "type": "start_recording",
+                    "config": {"sample_rate": rate, "encoding": "float32le"},
+                }
+            )
+        )
+        send_chunks(ws, tone(3.2, rate).astype("<f4").tobytes(), chunk=rate // 10 * 4)
+        ws.send(json.dumps({"type": "stop_recording"}))
+        finals = [m for m in until(ws, "stopped") if m["type"] == "transcription"]
+        assert " ".join(m["text"] for m in finals) == expected_text(3.2)
+        ws.close()
+
+
+@pytest.mark.parametrize(
+    ("message", "code"),
+    [
+        ("{not json", "bad_message"),
+        (json.dumps({"type": "dance"}), "bad_message"),
+        (json.dumps([1, 2]), "bad_message"),
+        (json.dumps({"type": "stop_recording"}), "not_started"),
+        (b"\x00\x01" * 10, "not_started"),
+        (
+            json.dumps({"type": "start_recording", "config": {"sample_rate": 96000}}),
+            "unsupported_rate",
+        ),
+        (json.dumps({"type": "start_recording", "config": {"encoding": "mp3"}}), "bad_config"),
+    ],
+)
+def test_bad_input_gets_a_typed_error(message: str | bytes, code: str) -> None:
+    """Each bad input gets an error with its code; the connection stays usable."""
+    with running_server() as srv:
+        ws, _ = json_session(srv.url)
+        ws.send(message)
+        reply = json.loads(ws.recv(timeout(5)))
+        assert reply["type"] == "error" and reply["code"] == code and reply["message"]
+        ws.send(json.dumps({"type": "ping"}))
+        assert json.loads(ws.recv(timeout(5))) == {"type": "pong"}
+        ws.close()
+
+
+@pytest.mark.parametrize(
+    "audio",
+    [
+        b"\x01\x02\x03",
+        np.array([np.nan, 0.0], "<f4").tobytes(),
+        np.array([np.inf, 0.0], "<f4").tobytes(),
+    ],
+)
+def test_bad_audio_gets_bad_audio(audio: bytes) -> None:
+    """Odd PCM16 byte counts and NaN / inf floats are refused with bad_audio."""
+    encoding = "pcm_s16le" if len(audio) % 2 else "float32le"
+    with running_server() as srv:
+        ws, _ = json_session(srv.url)
+        ws.send(json.dumps({"type": "start_recording", "config": {"encoding": encoding}}))
+        ws.send(audio)
+        reply = json.loads(ws.recv(timeout(5)))
+        assert reply["type"] == "error" and reply["code"] == "bad_audio"
+        ws.close()
+
+
+def test_full_server_answers_wait_status() -> None:
+    """Over max_clients a JSON client gets a wait status and a close."""
+    with running_server(max_clients=1) as srv:
+        first, _ = json_session(srv.url)
+        second, reply = json_session(srv.url)
+        assert reply["type"] == "status" and reply["status"] == "wait"
+        assert isinstance(reply["estimated_wait_minutes"], float)
+        with pytest.raises(ConnectionClosed):
+            second.recv(timeout(5))
+        first.close()
+
+
+def _get(url: str) -> tuple[int, str, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout(5)) as resp:
+            return resp.status, resp.headers.get("Content-Type", ""), resp.read()
+    except urllib.error.HTTPError as err:
+        with err:
+            return err.code, "", b""
+
+
+def test_health_metrics_and_static_files(tmp_path: Any) -> None:
+    """/health fields, Prometheus /metrics that move after a session, static files and traversal."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with running_server() as srv:
+        base = f"http://127.0.0.1:{srv.port}"
+        status, ctype, body = _get(base + "/health")
+        health = json.loads(body)
+        assert status == 200 and ctype.startswith("application/json")
+        assert set(health) >= {
+            "status",
+            "websocket_enabled",
+            "active_connections",
+            "max_clients",
+            "backend",
+            "model",
+            "model_loaded",
+            "gpu_available",
+            "uptime_s",
+        }
+
+        def metric(name: str, text: str) -> float:
+            for family in text_string_to_metric_families(text):
+                for sample in family.samples:
+                    if sample.name == name:
+                        return float(sample.value)
+            return 0.0
+
+        before = _get(base + "/metrics")[2].decode()
+        ws, _ = json_session(srv.url)
+        ws.send(json.dumps({"type": "start_recording"}))
+        send_chunks(ws, pcm16(tone(2.0)))
+        ws.send(json.dumps({"type": "stop_recording"}))
+        until(ws, "stopped")
+        ws.send("garbage")
+        ws.recv(timeout(5))
+        ws.close()
+        status, ctype, body = _get(base + "/metrics")
+        after = body.decode()
+        assert status == 200 and ctype.startswith("text/plain")
+        assert (
+            metric("whisper_streaming_sessions_total", after)
+            == metric("whisper_streaming_sessions_total", before) + 1
+        )
+        assert metric("whisper_streaming_audio_seconds_total", after) == pytest.approx(2.0)
+        assert metric("whisper_streaming_inference_seconds_total", after) > 0
+        assert metric("whisper_streaming_queue_wait_seconds_count", after) > 0
+        assert metric("whisper_streaming_update_latency_seconds_count", after) > 0
+        assert "whisper_streaming_errors_total" in after and 'code="bad_message"' in after
+
+        static = tmp_path / "static"
+        static.mkdir()
+        (static / "index.html").write_text("<h1>hi</h1>")
+        (static / "app.js").write_text("console.log(1)")
+        srv.server.static_dir = static
+        assert _get(base + "/static/index.html")[:2] == (200, "text/html; charset=utf-8")
+        assert "javascript" in _get(base + "/static/app.js")[1]
+        for bad in (
+            "/static/../pyproject.toml",
+            "/static/%2e%2e/pyproject.toml",
+            "/static/..%2fpyproject.toml",
+            "/static/%2e%2e%2f%2e%2e%2fpyproject.toml",
+            "/static/",
+            "/static/missing.css",
+        ):
+            assert _get(base + bad)[0] == 404, bad
+        # A browser opening "/" is sent to the demo page.
+        assert _get(base + "/")[2] == b"<h1>hi</h1>"

@@ -1,0 +1,235 @@
+"""One connection of the typed JSON protocol (path "/ws/transcribe").
+
+A connection holds one admission slot and may record several times: ``start_recording`` opens a
+recording (a new processor), ``stop_recording`` flushes it and answers ``stopped``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+
+from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
+from websockets.frames import CloseCode
+
+from ..audio import StreamingResampler
+from ..exceptions import AudioError, ProtocolError, StateError
+from ..streaming.processor import ASRProcessor
+from .context import ServerContext, SessionLogger
+from .protocols import json_v1 as jp
+from .serve_client import WATCHDOG_INTERVAL_S, EndReason, _Lifecycle, _safe_send
+from .session import SessionError, SessionState, StreamSession, UpdateEvent
+
+__all__ = ["serve_json"]
+
+logger = logging.getLogger(__name__)
+
+
+async def serve_json(ws: ServerConnection, ctx: ServerContext) -> None:
+    """Serve one JSON-protocol connection."""
+    session_id = ctx.new_session_id("json")
+    log = SessionLogger(logger, {"session": session_id})
+    admission = ctx.manager.try_admit(session_id)
+    if not admission.admitted:
+        ctx.metrics.refused_total.inc()
+        await _safe_send(ws, jp.wait(admission.wait_minutes))
+        await ws.close(CloseCode.TRY_AGAIN_LATER, "server full")
+        return
+    ctx.metrics.sessions_total.labels("json").inc()
+    ctx.metrics.sessions_active.inc()
+    try:
+        await ws.send(jp.ready(session_id, ctx.backend_name, ctx.model_name))
+        await _JsonConnection(ws, ctx, session_id, admission.deadline, log).run()
+    except ConnectionClosed:
+        log.info("connection closed")
+    finally:
+        ctx.metrics.sessions_active.dec()
+        ctx.manager.release(session_id)
+
+
+class _Recording:
+    def __init__(self, session: StreamSession, config: jp.RecordingConfig) -> None:
+        self.session = session
+        self.config = config
+        self.resampler = StreamingResampler(config.sample_rate)
+        self.sender: asyncio.Task[None] | None = None
+
+
+class _JsonConnection:
+    def __init__(
+        self,
+        ws: ServerConnection,
+        ctx: ServerContext,
+        session_id: str,
+        deadline: float,
+        log: SessionLogger,
+    ) -> None:
+        self.ws = ws
+        self.ctx = ctx
+        self.session_id = session_id
+        self.deadline = deadline
+        self.log = log
+        self.life = _Lifecycle()
+        self.recording: _Recording | None = None
+        self.last_activity = time.monotonic()
+        self.bad_frames = 0
+        self.segment_id = 0
+        self._recordings = 0
+
+    async def run(self) -> None:
+        tasks = [asyncio.create_task(self._receive()), asyncio.create_task(self._watch())]
+        try:
+            await self.life.ended.wait()
+            reason = self.life.reason
+            self.log.info("ending: %s", reason.value if reason else "?")
+            if reason is EndReason.PROTOCOL:
+                await self.ws.close(CloseCode.POLICY_VIOLATION, "too many malformed messages")
+                return
+            if reason is EndReason.CLOSED:
+                return
+            await self._stop_recording(wait=True)
+            if reason is EndReason.TIME_LIMIT:
+                await _safe_send(self.ws, jp.error("time_limit", "maximum connection time reached"))
+            elif reason is EndReason.IDLE:
+                await _safe_send(self.ws, jp.error("idle_timeout", "no audio for too long"))
+            code = (
+                CloseCode.GOING_AWAY if reason is EndReason.SHUTDOWN else CloseCode.NORMAL_CLOSURE
+            )
+            await self.ws.close(code)
+        finally:
+            if self.recording is not None:
+                self.recording.session.close()
+                if self.recording.sender is not None:
+                    tasks.append(self.recording.sender)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _watch(self) -> None:
+        options = self.ctx.options
+        while not self.life.ended.is_set():
+            await asyncio.sleep(WATCHDOG_INTERVAL_S)
+            now = time.monotonic()
+            if self.recording is not None:
+                self.recording.session.flush_if_quiet(options.quiet_flush_s)
+                self.last_activity = max(self.last_activity, self.recording.session.last_audio_at)
+            if self.ctx.shutting_down.is_set():
+                self.life.end(EndReason.SHUTDOWN)
+            elif now >= self.deadline:
+                self.life.end(EndReason.TIME_LIMIT)
+            elif now - self.last_activity >= options.idle_timeout_s:
+                self.life.end(EndReason.IDLE)
+
+    async def _receive(self) -> None:
+        try:
+            async for message in self.ws:
+                try:
+                    if isinstance(message, str):
+                        await self._on_text(message)
+                    else:
+                        self._on_audio(message)
+                except (ProtocolError, AudioError, StateError) as exc:
+                    code = getattr(exc, "code", "bad_audio")
+                    self.bad_frames += 1
+                    self.ctx.metrics.errors.labels(code).inc()
+                    await self.ws.send(jp.error(code, str(exc)))
+                    if self.bad_frames >= self.ctx.options.max_bad_frames:
+                        self.life.end(EndReason.PROTOCOL)
+                        return
+        except ConnectionClosed:
+            pass
+        self.life.end(EndReason.CLOSED)
+
+    async def _on_text(self, raw: str) -> None:
+        message = jp.parse(raw)
+        self.last_activity = time.monotonic()
+        if isinstance(message, jp.Ping):
+            await self.ws.send(jp.pong())
+        elif isinstance(message, jp.StartRecording):
+            if self.recording is not None:
+                raise ProtocolError(
+                    "a recording is already running; send stop_recording first",
+                    code="already_started",
+                )
+            self._start(message.config)
+        else:
+            if self.recording is None:
+                raise ProtocolError("no recording to stop", code="not_started")
+            await self._stop_recording(wait=False)
+
+    def _start(self, config: jp.RecordingConfig) -> None:
+        options = dataclasses.replace(
+            self.ctx.processor_options,
+            language=config.language if self.ctx.multilingual else "en",
+            task=config.task if self.ctx.multilingual else "transcribe",
+        )
+        self._recordings += 1
+        session = StreamSession(
+            f"{self.session_id}.{self._recordings}",
+            ASRProcessor(options),
+            self.ctx.scheduler,
+            self.ctx.metrics,
+        )
+        recording = _Recording(session, config)
+        recording.sender = asyncio.create_task(self._send(recording))
+        self.recording = recording
+
+    def _on_audio(self, data: bytes) -> None:
+        recording = self.recording
+        if recording is None or recording.session.state is not SessionState.STREAMING:
+            raise ProtocolError("send start_recording before audio", code="not_started")
+        samples = jp.decode_audio(data, recording.config.encoding)
+        recording.session.feed(recording.resampler.process(samples))
+
+    async def _stop_recording(self, *, wait: bool) -> None:
+        recording = self.recording
+        if recording is None:
+            return
+        recording.session.finish()
+        if wait and recording.sender is not None:
+            try:
+                await asyncio.wait_for(
+                    asyncio.shield(recording.sender), self.ctx.options.shutdown_timeout_s
+                )
+            except (TimeoutError, asyncio.TimeoutError):
+                self.log.warning("final transcript not ready in time")
+
+    async def _send(self, recording: _Recording) -> None:
+        session = recording.session
+        last_partial = ""
+        while True:
+            event = await session.events.get()
+            if isinstance(event, SessionError):
+                self.ctx.metrics.errors.labels(event.code).inc()
+                await self.ws.send(jp.error(event.code, event.message))
+                continue
+            assert isinstance(event, UpdateEvent)
+            update = event.update
+            if update.language:
+                await self.ws.send(jp.language(update.language, update.language_probability))
+            if update.committed:
+                ms = 1000 * event.timing.inference_s if event.timing else 0.0
+                await self.ws.send(
+                    jp.transcription(
+                        self.segment_id,
+                        update.committed,
+                        ms,
+                        with_words=recording.config.word_timestamps,
+                    )
+                )
+                self.segment_id += 1
+            partial = jp.partial(update.partial)
+            if partial != last_partial and (update.partial or last_partial):
+                await self.ws.send(partial)
+                last_partial = partial
+            if event.timing is not None and (update.committed or update.partial):
+                self.ctx.metrics.update_latency.observe(time.monotonic() - event.audio_received_at)
+            if update.final:
+                session.close()
+                if self.recording is recording:
+                    self.recording = None
+                await self.ws.send(jp.stopped())
+                return
