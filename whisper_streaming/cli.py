@@ -159,6 +159,12 @@ def serve_main(argv: Sequence[str] | None = None) -> int:
         help="finalize pending text after this many seconds without audio (default 1.5)",
     )
     parser.add_argument(
+        "--cors-origins",
+        default=None,
+        help="comma-separated browser origins allowed to connect besides this server's own pages "
+        "(default: any)",
+    )
+    parser.add_argument(
         "--workers", type=int, default=None, help="parallel decodes (default: 2 on CPU, 1 on GPU)"
     )
     parser.add_argument(
@@ -185,6 +191,11 @@ def serve_main(argv: Sequence[str] | None = None) -> int:
                 max_connection_time_s=args.max_connection_time,
                 idle_timeout_s=args.idle_timeout,
                 quiet_flush_s=args.quiet_flush,
+                allowed_origins=(
+                    tuple(o.strip() for o in args.cors_origins.split(",") if o.strip())
+                    if args.cors_origins
+                    else None
+                ),
             ),
         )
         server.run(args.host, args.port)

@@ -142,6 +142,9 @@ class ServerOptions:
         max_message_bytes: largest WebSocket message accepted (larger: close 1009).
         shutdown_timeout_s: time allowed to flush sessions on shutdown.
         send_last_n_segments: completed segments repeated in each WhisperLive message.
+        allowed_origins: browser origins (``"https://app.example.com"``) allowed to open
+            WebSockets besides the server's own pages; None allows every origin. Clients that send
+            no Origin header (not browsers) are always allowed.
     """
 
     max_clients: int = 4
@@ -153,6 +156,7 @@ class ServerOptions:
     max_message_bytes: int = 4 * 2**20
     shutdown_timeout_s: float = 15.0
     send_last_n_segments: int = 10
+    allowed_origins: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         _require(self.max_clients >= 1, f"max_clients must be >= 1, got {self.max_clients}")

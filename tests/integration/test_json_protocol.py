@@ -228,3 +228,38 @@ def test_health_metrics_and_static_files(tmp_path: Any) -> None:
             assert _get(base + bad)[0] == 404, bad
         # A browser opening "/" is sent to the demo page.
         assert _get(base + "/")[2] == b"<h1>hi</h1>"
+
+
+def test_origin_allow_list() -> None:
+    """With allowed_origins, other browser origins are refused (403); listed ones connect."""
+    from websockets.exceptions import InvalidStatus
+    from websockets.sync.client import connect
+
+    with running_server(allowed_origins=("https://app.example",)) as srv:
+        url = srv.url.rstrip("/") + "/ws/transcribe"
+        with pytest.raises(InvalidStatus) as err:
+            connect(url, origin="https://evil.example", open_timeout=timeout(5)).__enter__()
+        assert err.value.response.status_code == 403
+        ok = connect(url, origin="https://app.example", open_timeout=timeout(5)).__enter__()
+        assert json.loads(ok.recv(timeout(5)))["type"] == "ready"
+        ok.close()
+        same = connect(url, origin=f"http://127.0.0.1:{srv.port}", open_timeout=timeout(5))
+        assert json.loads(same.__enter__().recv(timeout(5)))["type"] == "ready"
+        same.close()
+
+
+def test_demo_page_and_simple_client_are_served() -> None:
+    """The packaged demo page, its scripts and the minimal example page are served."""
+    with running_server() as srv:
+        base = f"http://127.0.0.1:{srv.port}"
+        status, ctype, body = _get(base + "/")
+        assert status == 200 and b"AudioWorklet" not in body and b"app.js" in body
+        for name, kind in (
+            ("app.js", "javascript"),
+            ("pcm-worklet.js", "javascript"),
+            ("style.css", "text/css"),
+        ):
+            status, ctype, _ = _get(f"{base}/static/{name}")
+            assert status == 200 and kind in ctype, name
+        status, ctype, body = _get(base + "/examples/simple-client.html")
+        assert status == 200 and b"/ws/transcribe" in body

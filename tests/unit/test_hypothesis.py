@@ -28,11 +28,24 @@ def test_agreement_is_common_prefix() -> None:
     assert agreed_prefix_length([], words("a")) == 0
 
 
-def test_drop_committed_removes_time_overlap() -> None:
-    """Words starting before the committed end (less tolerance) are dropped."""
-    new = words("one two three four")  # starts 0, 0.5, 1.0, 1.5
-    kept = drop_committed(new, [], committed_end_s=1.05)
+def test_drop_committed_without_anchor_uses_word_midpoints() -> None:
+    """With no repeated committed text, words centred before the committed end are dropped."""
+    committed = words("alpha beta", start=-1.0)
+    new = words("one two three four")  # midpoints 0.2, 0.7, 1.2, 1.7
+    kept = drop_committed(new, committed, committed_end_s=1.05)
     assert [w.word.strip() for w in kept] == ["three", "four"]
+
+
+def test_drop_committed_anchors_on_text_despite_time_jitter() -> None:
+    """A new word that starts before the committed end is kept when the text says it is new."""
+    committed = words("margaret said mr hale", start=15.0)  # ends at 16.9
+    new = [
+        *words("margaret said mr hale", start=14.9),  # same words, decoded 0.1 s earlier
+        Word(" as", 16.75, 16.9),
+        Word(" he", 16.9, 17.1),
+    ]
+    kept = drop_committed(new, committed, committed_end_s=16.9)
+    assert [w.word.strip() for w in kept] == ["as", "he"]
 
 
 def test_drop_committed_removes_ngram_overlap() -> None:

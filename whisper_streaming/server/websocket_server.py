@@ -35,6 +35,8 @@ logger = logging.getLogger(__name__)
 WHISPERLIVE_PATH = "/"
 JSON_PATH = "/ws/transcribe"
 STATIC_DIR = Path(__file__).resolve().parent / "static"
+# examples/ of a source checkout; served at /examples/ when present.
+EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"
 
 
 class WhisperStreamingServer:
@@ -196,6 +198,8 @@ class WhisperStreamingServer:
         path = request.path.split("?", 1)[0]
         upgrade = "websocket" in request.headers.get("Upgrade", "").lower()
         if upgrade:
+            if not self._origin_allowed(request):
+                return _text(HTTPStatus.FORBIDDEN, "origin not allowed\n")
             if path in (WHISPERLIVE_PATH, JSON_PATH):
                 return None
             return _text(HTTPStatus.NOT_FOUND, f"no WebSocket endpoint at {path}\n")
@@ -209,7 +213,18 @@ class WhisperStreamingServer:
             return Response(HTTPStatus.FOUND.value, HTTPStatus.FOUND.phrase, headers, b"")
         if path.startswith("/static/"):
             return _static(self.static_dir, path[len("/static/") :])
+        if path == "/examples/simple-client.html":
+            return _static(EXAMPLES_DIR, "simple-client.html")
         return _text(HTTPStatus.NOT_FOUND, "not found\n")
+
+    def _origin_allowed(self, request: Request) -> bool:
+        allowed = self.options.allowed_origins
+        origin = request.headers.get("Origin")
+        if allowed is None or origin is None:
+            return True
+        host = request.headers.get("Host", "")
+        same_origin = urllib.parse.urlsplit(origin).netloc == host
+        return same_origin or origin in allowed
 
     def _health(self) -> Response:
         import json

@@ -48,32 +48,41 @@ def drop_committed(
     committed_end_s: float,
     *,
     max_overlap_words: int = 5,
-    time_tolerance_s: float = 0.1,
-    overlap_window_s: float = 1.0,
+    anchor_window_s: float = 1.5,
 ) -> list[Word]:
     """Remove from a new hypothesis the words that were already committed.
 
-    Two filters, as in the reference implementation: words that start before the end of the
-    committed text (less a tolerance) are dropped, then, if the remaining hypothesis starts near
-    that end, the longest n-gram (up to ``max_overlap_words``) that equals the last committed words
-    is removed from its head. The longest match is tried first so that repeated words ("the the")
-    are not half-removed.
+    The buffer is re-decoded from its start, so a hypothesis repeats the committed words that are
+    still in the buffer, with slightly different timestamps. The reference implementation drops
+    words that start before the committed end (less 0.1 s) and then an n-gram overlap; with
+    jittering word times that loses real words ("Mr. Hale, as he" -> "he" when "as" moved 0.2 s
+    earlier). Here the hypothesis is anchored on the text instead: the longest run of the last
+    committed words (up to ``max_overlap_words``) that the hypothesis repeats, ending within
+    ``anchor_window_s`` of the committed end; everything after the anchor is new. Without an
+    anchor, words whose midpoint lies after the committed end are new.
 
     Args:
         words: the hypothesis, absolute times.
         committed_tail: the last committed words, absolute times, oldest first.
         committed_end_s: end time of the last committed word (0 when none).
     """
-    kept = [w for w in words if w.start > committed_end_s - time_tolerance_s]
-    if not kept or not committed_tail or abs(kept[0].start - committed_end_s) >= overlap_window_s:
-        return kept
-    limit = min(max_overlap_words, len(kept), len(committed_tail))
-    for n in range(limit, 0, -1):
-        tail = [normalize_word(w.word) for w in committed_tail[-n:]]
-        head = [normalize_word(w.word) for w in kept[:n]]
-        if tail == head:
-            return kept[n:]
-    return kept
+    if not committed_tail:
+        return list(words)
+    tail = [normalize_word(w.word) for w in committed_tail[-max_overlap_words:]]
+    norms = [normalize_word(w.word) for w in words]
+    best: tuple[int, float, int] | None = None  # (run length, -distance, index after the run)
+    for k in range(1, len(words) + 1):
+        distance = abs(words[k - 1].end - committed_end_s)
+        if distance > anchor_window_s:
+            continue
+        n = 0
+        while n < min(len(tail), k) and norms[k - 1 - n] == tail[-1 - n]:
+            n += 1
+        if n and (best is None or (n, -distance) > best[:2]):
+            best = (n, -distance, k)
+    if best is not None:
+        return list(words[best[2] :])
+    return [w for w in words if (w.start + w.end) / 2 > committed_end_s]
 
 
 def _word_anomaly(word: Word) -> float:

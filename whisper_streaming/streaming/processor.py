@@ -21,6 +21,7 @@ At most one request is outstanding at a time.
 from __future__ import annotations
 
 import enum
+import logging
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -42,6 +43,8 @@ from .hypothesis import (
 )
 
 __all__ = ["ASRProcessor", "ProcessorState", "TranscriptUpdate"]
+
+logger = logging.getLogger(__name__)
 
 _COMMITTED_TAIL_WORDS = 64
 _EPS_S = 1e-3
@@ -256,6 +259,17 @@ class ASRProcessor:
             self._language_probability = result.language_probability
         words, segment_ends = self._heard(request, result)
         new = self._new_words(words)
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "apply #%d final=%s audio %.2f s from %.2f: heard %r; new %r; committed until %.2f",
+                request.request_id,
+                request.final,
+                request.duration_s,
+                request.offset_s,
+                words_text(words),
+                words_text(new),
+                self._committed_end_s,
+            )
         if request.final:
             committed = self._commit(new)
             self._hypothesis = []
@@ -367,6 +381,12 @@ class ASRProcessor:
                 seg.no_speech_prob > self.options.no_speech_threshold
                 and seg.avg_logprob < self.options.logprob_threshold
             ) or is_hallucination(seg):
+                logger.debug(
+                    "dropped segment %r (no_speech %.2f, logprob %.2f)",
+                    seg.text,
+                    seg.no_speech_prob,
+                    seg.avg_logprob,
+                )
                 continue
             # A "word" of punctuation alone is noise (seen on white noise without VAD).
             seg_words = [
