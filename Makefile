@@ -42,8 +42,8 @@ run: $(VENV)/.installed
 	$(BIN)/whisper-streaming serve --host $(HOST) --port $(PORT)
 
 lint: $(VENV)/.installed-dev
-	$(BIN)/ruff check whisper_streaming tests bench *.py
-	$(BIN)/ruff format --check whisper_streaming tests bench *.py
+	$(BIN)/ruff check whisper_streaming tests bench examples *.py
+	$(BIN)/ruff format --check whisper_streaming tests bench examples *.py
 	$(BIN)/mypy
 
 unit: $(VENV)/.installed-dev

@@ -26,8 +26,14 @@ async def stream(url: str, samples: np.ndarray, fast: bool) -> list[str]:
         ready = json.loads(await ws.recv())
         if ready.get("type") != "ready":
             raise SystemExit(f"server refused: {ready}")
-        await ws.send(json.dumps({"type": "start_recording",
-                                  "config": {"sample_rate": 16000, "encoding": "pcm_s16le"}}))
+        await ws.send(
+            json.dumps(
+                {
+                    "type": "start_recording",
+                    "config": {"sample_rate": 16000, "encoding": "pcm_s16le"},
+                }
+            )
+        )
 
         async def send() -> None:
             loop = asyncio.get_running_loop()
@@ -45,8 +51,11 @@ async def stream(url: str, samples: np.ndarray, fast: bool) -> list[str]:
                 print(f"\r\033[K… {message['text'][-100:]}", end="", file=sys.stderr, flush=True)
             elif message["type"] == "transcription":
                 finals.append(message["text"])
-                print(f"\r\033[K[{message['start']:.2f}-{message['end']:.2f}] {message['text']}",
-                      file=sys.stderr, flush=True)
+                print(
+                    f"\r\033[K[{message['start']:.2f}-{message['end']:.2f}] {message['text']}",
+                    file=sys.stderr,
+                    flush=True,
+                )
             elif message["type"] == "error":
                 print(f"server error ({message['code']}): {message['message']}", file=sys.stderr)
             elif message["type"] == "stopped":
@@ -59,7 +68,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("file", help="audio file to stream")
     parser.add_argument("--url", default="ws://localhost:9090/ws/transcribe")
-    parser.add_argument("--duration", type=float, default=None, help="stream only this many seconds")
+    parser.add_argument(
+        "--duration", type=float, default=None, help="stream only this many seconds"
+    )
     parser.add_argument("--fast", action="store_true", help="do not pace in real time")
     args = parser.parse_args()
     samples = decode_file(args.file)
