@@ -26,14 +26,22 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $(VENV)/.installed $@
 
-# The stock WhisperLive client, for the compatibility test: whisper-live without its pinned
-# dependencies, plus what its client module imports. PyAudio compiles against PortAudio.
-$(VENV)/.installed-compat: $(VENV)/.installed-dev
-	@if ! [ -e /usr/include/portaudio.h ]; then \
+# System packages the tests need: PortAudio headers (PyAudio, for the stock WhisperLive client)
+# and Debian's chromium (the browser test). Installed with apt when running as root (CI).
+SYSTEM_PACKAGES := portaudio19-dev chromium
+$(VENV)/.system-deps:
+	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
-	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq portaudio19-dev) >/dev/null; \
-	  else echo "warning: portaudio19-dev is missing (apt-get install portaudio19-dev); the stock-client test will not run"; fi; \
+	    echo "installing system packages:$$missing"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing) >/dev/null; \
+	  else echo "warning: missing system packages:$$missing (apt-get install them)"; fi; \
 	fi
+	@mkdir -p $(VENV) && touch $@
+
+# The stock WhisperLive client, for the compatibility test: whisper-live without its pinned
+# dependencies, plus what its client module imports.
+$(VENV)/.installed-compat: $(VENV)/.installed-dev $(VENV)/.system-deps
 	$(BIN)/python -m pip install -q websocket-client scipy av pyaudio || echo "warning: PyAudio did not install"
 	$(BIN)/python -m pip install -q --no-deps whisper-live==0.10.0
 	touch $@

@@ -52,11 +52,11 @@ def backend() -> ASRBackend:
 
 @pytest.fixture(scope="session")
 def longform(testdata: Path) -> list[Utterance]:
-    """Long-form files with references; WHISPER_STREAMING_E2E_FILES=N takes N (default 3)."""
+    """Long-form files with references; WHISPER_STREAMING_E2E_FILES=N takes the first N."""
     folder = testdata / "longform"
     rows = [line.split("\t", 1) for line in (folder / "transcripts.tsv").read_text().splitlines()]
     items = [Utterance(folder / name, ref) for name, ref in sorted(rows)]
-    count = int(os.environ.get("WHISPER_STREAMING_E2E_FILES", "3"))
+    count = int(os.environ.get("WHISPER_STREAMING_E2E_FILES", "6"))
     return items[:count]
 
 

@@ -311,3 +311,22 @@ def test_local_agreement_3_needs_three_hypotheses() -> None:
         assert req is not None
         texts.append(proc.apply(req, backend.transcribe(req)).committed_text)
     assert texts == ["", "", "a", "", "x d e"]
+
+
+def test_audio_arriving_faster_than_decoding_is_never_dropped() -> None:
+    """A minute of audio fed at once is decoded in max_buffer_s windows; every word survives."""
+    timeline = timeline_from_text(" ".join(f"w{i}." for i in range(110)), start_s=0.2)
+    backend = ScriptedBackend(timeline=timeline)
+    options = ProcessorOptions(buffer_trimming_s=5.0, max_buffer_s=12.0, **NO_VAD)
+    proc = ASRProcessor(options)
+    proc.insert_audio(tone(2.0))
+    first = proc.next_request()
+    assert first is not None
+    proc.insert_audio(tone(timeline[-1].end + 0.5 - 2.0))  # the rest arrives during the decode
+    committed = list(proc.apply(first, backend.transcribe(first)).committed)
+    log: list[object] = []
+    committed += run_due(proc, backend, log)
+    assert all(r.duration_s <= 12.0 for r in backend.requests)
+    proc.finish()
+    committed += run_due(proc, backend, log)
+    assert words_text(committed) == words_text(timeline)

@@ -126,6 +126,8 @@ class ASRProcessor:
         self._committed_tail: deque[Word] = deque(maxlen=_COMMITTED_TAIL_WORDS)
         self._committed_end_s = 0.0
         self._inflight: InferenceRequest | None = None
+        self._inflight_truncated = False
+        self._max_request_samples = int(self.options.max_buffer_s * SAMPLE_RATE)
         self._next_request_id = 0
         self._language: str | None = None
         self._language_reported = False
@@ -233,13 +235,23 @@ class ASRProcessor:
         """The next decode to run, or None if there is nothing to do (or one is outstanding)."""
         if self._inflight is not None:
             return None
-        if self._final_until is not None:
+        window = self._max_request_samples
+        if self._final_until is not None and self._final_until <= window:
             until = self._final_until
             self._final_until = None
             self._new_samples = self._buffer.shape[0] - until
             self._dirty = self._new_samples > 0
             request = self._request(self._buffer[:until].copy(), final=True)
-        elif self._buffer.shape[0] and self._new_samples >= self._min_chunk_samples:
+        elif self._buffer.shape[0] > window:
+            # Audio piled up faster than it was decoded (a slow or busy model, or a client sending
+            # faster than real time): decode the oldest max_buffer_s, commit what it completes,
+            # and keep the rest for the next request. Nothing is dropped.
+            self._new_samples = self._buffer.shape[0] - window
+            request = self._request(self._buffer[:window].copy(), final=False)
+            self._inflight_truncated = True
+        elif self._buffer.shape[0] and (
+            self._new_samples >= self._min_chunk_samples or self._final_until is not None
+        ):
             self._new_samples = 0
             request = self._request(self._buffer.copy(), final=False)
         else:
@@ -253,6 +265,7 @@ class ASRProcessor:
         Raises:
             StateError: ``request`` is not the outstanding request.
         """
+        truncated = self._inflight_truncated
         self._take_inflight(request)
         if result.language and not self._language:
             self._language = result.language
@@ -274,9 +287,11 @@ class ASRProcessor:
             committed = self._commit(new)
             self._hypothesis = []
             self._previous.clear()
+        elif truncated:
+            committed = self._commit_window(request, new, segment_ends)
         else:
             committed = self._agree(new)
-        committed += self._bound_buffer(segment_ends)
+        committed += self._bound_buffer(segment_ends, request, heard=bool(words))
         ends = tuple(e for e in segment_ends if e <= self._committed_end_s + _EPS_S)
         return self._update(committed, ends, utterance_end=request.final, final=self._check_done())
 
@@ -311,6 +326,25 @@ class ASRProcessor:
         if request is not self._inflight:
             raise StateError("apply() or fail() got a request that is not the outstanding one")
         self._inflight = None
+        self._inflight_truncated = False
+
+    def _commit_window(
+        self, request: InferenceRequest, new: list[Word], segment_ends: tuple[float, ...]
+    ) -> tuple[Word, ...]:
+        """Commit a decode of the oldest part of an overfull buffer, up to its last complete
+        segment (or, failing that, what ends ``min_chunk_s`` before the window), and cut there."""
+        window_end = request.to_stream_s(request.duration_s)
+        complete = [e for e in segment_ends[:-1] if e <= window_end]
+        if complete:
+            cut = max(complete)
+        else:
+            ripe = [w.end for w in new if w.end <= window_end - self.options.min_chunk_s]
+            cut = max(ripe) if ripe else window_end - self.options.min_chunk_s
+        committed = self._commit([w for w in new if w.end <= cut + _EPS_S])
+        self._hypothesis = []
+        self._previous.clear()
+        self._cut(cut)
+        return committed
 
     def _request(self, audio: Float32Array, *, final: bool) -> InferenceRequest:
         self._next_request_id += 1
@@ -426,11 +460,14 @@ class ASRProcessor:
         b, s = self._anchors[-1]
         return float(s + self._buffer.shape[0] - b) / SAMPLE_RATE
 
-    def _bound_buffer(self, segment_ends: tuple[float, ...]) -> tuple[Word, ...]:
+    def _bound_buffer(
+        self, segment_ends: tuple[float, ...], request: InferenceRequest, *, heard: bool
+    ) -> tuple[Word, ...]:
         """Trim the buffer in committed territory; enforce ``max_buffer_s``.
 
-        Returns words committed by the hard cap.
+        Only audio the request decoded may be cut. Returns words committed by the hard cap.
         """
+        decoded_end = request.to_stream_s(request.duration_s)
         opts = self.options
         if self.buffer_duration_s > opts.buffer_trimming_s:
             # Cut at the end of a complete segment that lies in committed text, else at the end
@@ -443,14 +480,18 @@ class ASRProcessor:
                 not self._hypothesis or self._hypothesis[0].start >= self._committed_end_s - _EPS_S
             ):
                 self._cut(self._committed_end_s)
-            elif not self._hypothesis and self._committed_end_s <= start:
-                # Nothing heard in the whole buffer: keep only the newest audio.
-                self._cut_samples(self._buffer.shape[0] - self._min_chunk_samples)
+            elif not heard and not self._hypothesis:
+                # The decode heard nothing at all: drop what it covered but its last second.
+                self._cut(decoded_end - opts.min_chunk_s)
         if self.buffer_duration_s + opts.min_chunk_s <= opts.max_buffer_s:
             return ()
         # Agreement stalled: commit up to the last complete segment and cut there, and never keep
         # more than max_buffer_s - min_chunk_s.
         limit = self._buffer_end_s - (opts.max_buffer_s - opts.min_chunk_s)
+        if limit >= decoded_end - _EPS_S:
+            # Audio piled up beyond this decode: the next request decodes the oldest window and
+            # commits it (see next_request); cutting here would drop undecoded audio.
+            return ()
         complete = [e for e in segment_ends[:-1] if e > self._buffer_start_s]
         ripe = [w.end for w in self._hypothesis if w.end <= self._buffer_end_s - opts.min_chunk_s]
         if complete:
@@ -459,15 +500,15 @@ class ASRProcessor:
             cut = max(ripe)
         else:
             cut = self._buffer_end_s - opts.buffer_trimming_s
-        cut = max(cut, limit)
+        cut = min(max(cut, limit), decoded_end)
         committed = self._commit([w for w in self._hypothesis if w.end <= cut + _EPS_S])
         self._hypothesis = [w for w in self._hypothesis if w.end > cut + _EPS_S]
         self._previous.clear()
         self._previous.append(self._hypothesis)
         self._cut(cut)
         excess = self._buffer.shape[0] - int((opts.max_buffer_s - opts.min_chunk_s) * SAMPLE_RATE)
-        if excess > 0:  # the cut fell in a gap between speech runs
-            self._cut_samples(excess)
+        if excess > 0:  # the cut fell in a gap between speech runs; never cut undecoded audio
+            self._cut_samples(min(excess, self._to_buffer_index(decoded_end)))
         return committed
 
     def _cut(self, at_s: float) -> None:
