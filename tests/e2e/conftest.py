@@ -19,7 +19,14 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 _normalizer = EnglishTextNormalizer()
 
 WER_MARGIN = 0.015
-"""Streaming may be at most this much worse than offline decoding of the same files."""
+"""The engine, streamed in 1 s chunks (computation-unaware), may be at most this much worse than
+offline decoding of the same files (all six long-form files: measured +0.9 points)."""
+
+SERVER_WER_MARGIN = 0.08
+"""Through the real server, timing decides the chunking, so WER varies from run to run. Measured
+over offline: +1.3 to +2.5 points for three real-time clients on three files, +2.3 for the
+browser on one file, up to +6 for a whole file sent at once (--fast). This is a safety net
+against breakage (lost audio, cross-talk), not the accuracy target; see the README."""
 
 
 def normalize(text: str) -> str:

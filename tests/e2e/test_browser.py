@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import timeout
-from tests.e2e.conftest import ARTIFACTS, WER_MARGIN, Utterance, record, wer
+from tests.e2e.conftest import ARTIFACTS, SERVER_WER_MARGIN, Utterance, record, wer
 from tests.integration.conftest import RunningServer, running_server
 from whisper_streaming import ProcessorOptions, load_backend
 from whisper_streaming.audio import decode_file, float32_to_pcm16
@@ -133,4 +133,4 @@ def test_demo_page_transcribes_the_fake_microphone(
     )
     assert ink_rows > 10, "the waveform canvas is blank"
     assert metrics["words"] > 50 and metrics["averageLatencyS"] is not None
-    assert stream_wer <= offline_wer + WER_MARGIN, (stream_wer, offline_wer, text)
+    assert stream_wer <= offline_wer + SERVER_WER_MARGIN, (stream_wer, offline_wer, text)

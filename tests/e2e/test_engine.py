@@ -53,14 +53,23 @@ def test_streaming_wer_is_close_to_offline(
 
 
 def test_tail_is_not_lost(
-    longform: list[Utterance], streamed: dict[Path, SimulationResult]
+    longform: list[Utterance],
+    streamed: dict[Path, SimulationResult],
+    offline_texts: dict[Path, str],
 ) -> None:
-    """The last words of every reference appear at the end of the streamed text."""
+    """The last words of every file reach the streamed text.
+
+    Compared with the reference, and with the offline transcript (what the model hears: on
+    2414 both say "it is kind" for "these kine").
+    """
     for utt in longform:
-        ref_tail = normalize(utt.reference).split()[-3:]
         hyp_tail = normalize(streamed[utt.path].text).split()[-6:]
-        found = sum(1 for w in ref_tail if w in hyp_tail)
-        assert found >= 2, (utt.path.name, ref_tail, hyp_tail)
+        for source in (utt.reference, offline_texts[utt.path]):
+            tail = normalize(source).split()[-3:]
+            found = sum(1 for w in tail if w in hyp_tail)
+            if found >= 2:
+                break
+        assert found >= 2, (utt.path.name, tail, hyp_tail)
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO, timeout
-from tests.e2e.conftest import WER_MARGIN, Utterance, record, wer
+from tests.e2e.conftest import SERVER_WER_MARGIN, Utterance, record, wer
 from tests.integration.conftest import RunningServer, running_server
 from whisper_streaming import ProcessorOptions, load_backend
 from whisper_streaming.client import TranscriptionClient
@@ -102,7 +102,7 @@ def test_three_clients_at_once_get_their_own_transcripts(
             "last_audio_to_final_s": tails,
         },
     )
-    assert stream_wer <= offline_wer + WER_MARGIN, (stream_wer, offline_wer)
+    assert stream_wer <= offline_wer + SERVER_WER_MARGIN, (stream_wer, offline_wer)
     assert server.wait_for_clients(0) == 0
 
 
@@ -134,7 +134,7 @@ def test_example_client_writes_a_valid_srt(
     blocks = parse_srt(out.read_text())
     text = " ".join(b[2] for b in blocks)
     offline_wer = wer([utt.reference], [offline_texts[utt.path]])
-    assert wer([utt.reference], [text]) <= offline_wer + WER_MARGIN
+    assert wer([utt.reference], [text]) <= offline_wer + SERVER_WER_MARGIN
 
 
 def test_client_exits_nonzero_on_refused_connection(tmp_path: Path) -> None:
