@@ -155,6 +155,8 @@ def server_flags(config: dict[str, Any]) -> list[str]:
         str(config["min_chunk_s"]),
         "--beam-size",
         str(config["beam_size"]),
+        "--hypothesis-beam-size",
+        str(config.get("hypothesis_beam_size", 1)),
     ]
     if not config["vad"]:
         flags.append("--no-vad")
@@ -230,7 +232,8 @@ def markdown(report: dict[str, Any]) -> str:
     for q in report["quality"]:
         c = q["config"]
         vad = "on" if c["vad"] else "off"
-        name = f"{c['model']} chunk {c['min_chunk_s']} s, VAD {vad}, beam {c['beam_size']}"
+        beams = f"{c.get('hypothesis_beam_size', 1)}/{c['beam_size']}"
+        name = f"{c['model']} chunk {c['min_chunk_s']} s, VAD {vad}, beam {beams}"
         lines.append(
             f"| {name} | {len(q['per_file'])} | {100 * report['offline_wer']:.1f}% | "
             f"{100 * q['streaming_wer']:.1f}% | {f(q['final_latency_s']['p50'])} / "
@@ -280,7 +283,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--model", default="tiny.en")
     parser.add_argument("--min-chunk-size", type=float, nargs="+", default=[1.0])
-    parser.add_argument("--beam-size", type=int, nargs="+", default=[5])
+    parser.add_argument(
+        "--beam-size", type=int, nargs="+", default=[5], help="beam width of final decodes"
+    )
+    parser.add_argument(
+        "--hypothesis-beam-size",
+        type=int,
+        nargs="+",
+        default=[1],
+        help="beam width of intermediate decodes",
+    )
     parser.add_argument("--vad", choices=["on", "off", "both"], default="on")
     parser.add_argument(
         "--concurrency",
@@ -311,9 +323,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     del backend
     vads = {"on": [True], "off": [False], "both": [True, False]}[args.vad]
     configs = [
-        {"model": args.model, "min_chunk_s": c, "beam_size": b, "vad": v}
+        {"model": args.model, "min_chunk_s": c, "beam_size": b, "hypothesis_beam_size": h, "vad": v}
         for c in args.min_chunk_size
         for b in args.beam_size
+        for h in args.hypothesis_beam_size
         for v in vads
     ]
     args.out.mkdir(parents=True, exist_ok=True)

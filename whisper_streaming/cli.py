@@ -34,7 +34,15 @@ def _add_model_args(parser: argparse.ArgumentParser) -> None:
         "--compute-type", default="auto", help="CTranslate2 compute type (default: auto)"
     )
     parser.add_argument("--language", default=None, help="language code (default: auto-detect)")
-    parser.add_argument("--beam-size", type=int, default=5)
+    parser.add_argument(
+        "--beam-size", type=int, default=5, help="beam width of final decodes (default 5)"
+    )
+    parser.add_argument(
+        "--hypothesis-beam-size",
+        type=int,
+        default=1,
+        help="beam width of intermediate decodes (default 1: greedy)",
+    )
     parser.add_argument(
         "--min-chunk-size",
         type=float,
@@ -58,6 +66,7 @@ def _processor_options(args: argparse.Namespace) -> ProcessorOptions:
         min_chunk_s=args.min_chunk_size,
         language=args.language,
         beam_size=args.beam_size,
+        hypothesis_beam_size=args.hypothesis_beam_size,
         use_vad=args.use_vad,
     )
 

@@ -104,10 +104,17 @@ def test_demo_page_transcribes_the_fake_microphone(
             started = time.monotonic()
             ink_rows = 0
             # The fake microphone plays the file (then loops it): stop in the trailing silence.
-            while time.monotonic() - started < duration - TRAILING_SILENCE_S + 1.0:
-                ink_rows = max(ink_rows, page.evaluate(_CANVAS_INK))
+            shot = False
+            while (elapsed := time.monotonic() - started) < duration - TRAILING_SILENCE_S + 1.0:
+                ink = page.evaluate(_CANVAS_INK)
+                ink_rows = max(ink_rows, ink)
+                if not shot and elapsed > 0.75 * duration and ink > 10:
+                    # Mid-speech: live waveform, final and partial text (the README's picture).
+                    page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
+                    shot = True
                 time.sleep(0.5)
-            page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
+            if not shot:
+                page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
             page.click("#mic")
             page.wait_for_selector("body[data-stopped=true]", timeout=timeout(60) * 1000)
             text = page.inner_text("#final")

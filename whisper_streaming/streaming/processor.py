@@ -165,8 +165,10 @@ class ASRProcessor:
         """Whether :meth:`next_request` would return a request now."""
         if self._inflight is not None:
             return False
-        return self._final_until is not None or (
-            self._buffer.shape[0] > 0 and self._new_samples >= self._min_chunk_samples
+        return (
+            self._final_until is not None
+            or self._buffer.shape[0] > self._max_request_samples
+            or (self._buffer.shape[0] > 0 and self._new_samples >= self._min_chunk_samples)
         )
 
     @property
@@ -249,9 +251,7 @@ class ASRProcessor:
             self._new_samples = self._buffer.shape[0] - window
             request = self._request(self._buffer[:window].copy(), final=False)
             self._inflight_truncated = True
-        elif self._buffer.shape[0] and (
-            self._new_samples >= self._min_chunk_samples or self._final_until is not None
-        ):
+        elif self._buffer.shape[0] and self._new_samples >= self._min_chunk_samples:
             self._new_samples = 0
             request = self._request(self._buffer.copy(), final=False)
         else:
