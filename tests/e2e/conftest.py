@@ -13,7 +13,7 @@ from whisper_normalizer.english import EnglishTextNormalizer
 
 from whisper_streaming.audio import decode_file
 from whisper_streaming.backends import load_backend
-from whisper_streaming.backends.base import ASRBackend, InferenceRequest
+from whisper_streaming.backends.base import ASRBackend, InferenceRequest, Transcription
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 _normalizer = EnglishTextNormalizer()
@@ -68,10 +68,15 @@ def longform(testdata: Path) -> list[Utterance]:
 
 
 @pytest.fixture(scope="session")
-def offline_texts(backend: ASRBackend, longform: list[Utterance]) -> dict[Path, str]:
-    """Offline transcripts (whole file, beam 5) of the long-form files, as the WER baseline."""
-    texts = {}
-    for utt in longform:
-        audio = decode_file(utt.path)
-        texts[utt.path] = backend.transcribe(InferenceRequest(audio, 0.0, language="en")).text
-    return texts
+def offline_results(backend: ASRBackend, longform: list[Utterance]) -> dict[Path, Transcription]:
+    """Offline decodes (whole file, beam 5) of the long-form files, as the baseline."""
+    return {
+        utt.path: backend.transcribe(InferenceRequest(decode_file(utt.path), 0.0, language="en"))
+        for utt in longform
+    }
+
+
+@pytest.fixture(scope="session")
+def offline_texts(offline_results: dict[Path, Transcription]) -> dict[Path, str]:
+    """Offline transcripts of the long-form files, as the WER baseline."""
+    return {path: result.text for path, result in offline_results.items()}

@@ -55,21 +55,21 @@ def test_streaming_wer_is_close_to_offline(
 def test_tail_is_not_lost(
     longform: list[Utterance],
     streamed: dict[Path, SimulationResult],
-    offline_texts: dict[Path, str],
+    offline_results: dict[Path, Transcription],
 ) -> None:
-    """The last words of every file reach the streamed text.
+    """Speech up to the very end of every file reaches the streamed text.
 
-    Compared with the reference, and with the offline transcript (what the model hears: on
-    2414 both say "it is kind" for "these kine").
+    Checked by time (the last streamed word ends within 1 s of the last offline word) and by
+    text (one of the last three reference or offline words is among the last six streamed
+    ones; tiny.en's exact last words vary: "these kine" comes out as "it is kind" or "this kind").
     """
     for utt in longform:
-        hyp_tail = normalize(streamed[utt.path].text).split()[-6:]
-        for source in (utt.reference, offline_texts[utt.path]):
-            tail = normalize(source).split()[-3:]
-            found = sum(1 for w in tail if w in hyp_tail)
-            if found >= 2:
-                break
-        assert found >= 2, (utt.path.name, tail, hyp_tail)
+        result = streamed[utt.path]
+        offline_last = offline_results[utt.path].segments[-1].words[-1]
+        assert result.words[-1].end >= offline_last.end - 1.0, (utt.path.name, result.text[-80:])
+        hyp_tail = normalize(result.text).split()[-6:]
+        tails = [normalize(t).split()[-3:] for t in (utt.reference, offline_results[utt.path].text)]
+        assert any(w in hyp_tail for tail in tails for w in tail), (utt.path.name, tails, hyp_tail)
 
 
 @pytest.mark.parametrize(
