@@ -18,6 +18,7 @@ __all__ = [
     "StreamingResampler",
     "check_samples",
     "decode_file",
+    "decode_frame",
     "float32_to_pcm16",
     "pcm16_to_float32",
     "resample",
@@ -55,6 +56,21 @@ def pcm16_to_float32(data: bytes) -> Float32Array:
     if len(data) % 2:
         raise AudioError(f"PCM16 data must have an even number of bytes, got {len(data)}")
     return np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
+
+
+def decode_frame(data: bytes, *, float32: bool) -> Float32Array:
+    """Decode one frame of little-endian float32 or signed 16-bit PCM to checked float32 samples.
+
+    Raises:
+        AudioError: the byte count does not fit the sample width, or NaN / infinite samples.
+    """
+    width = 4 if float32 else 2
+    if len(data) % width:
+        kind = "float32" if float32 else "16-bit PCM"
+        raise AudioError(f"{kind} audio needs a multiple of {width} bytes, got {len(data)}")
+    if float32:
+        return check_samples(np.frombuffer(data, dtype="<f4").astype(np.float32))
+    return check_samples(np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0)
 
 
 def float32_to_pcm16(samples: npt.ArrayLike) -> bytes:

@@ -12,9 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
-from ...audio import SAMPLE_RATE, Float32Array, check_samples
+from ...audio import SAMPLE_RATE, Float32Array, decode_frame
 from ...backends.base import Word
 from ...config import TASKS
 from ...exceptions import AudioError, ProtocolError
@@ -135,17 +133,8 @@ def decode_audio(data: bytes, encoding: str) -> Float32Array:
     Raises:
         ProtocolError: ``bad_audio`` for a byte count that does not fit, or NaN / infinity.
     """
-    width = 2 if encoding == "pcm_s16le" else 4
-    if len(data) % width:
-        raise ProtocolError(
-            f"{encoding} audio needs a multiple of {width} bytes, got {len(data)}", code="bad_audio"
-        )
-    if encoding == "pcm_s16le":
-        samples = np.frombuffer(data, "<i2").astype(np.float32) / 32768.0
-    else:
-        samples = np.frombuffer(data, "<f4").astype(np.float32)
     try:
-        return check_samples(samples)
+        return decode_frame(data, float32=encoding == "float32le")
     except AudioError as exc:
         raise ProtocolError(str(exc), code="bad_audio") from exc
 

@@ -12,9 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
-from ...audio import Float32Array, check_samples
+from ...audio import Float32Array, decode_frame
 from ...config import TASKS
 from ...exceptions import AudioError, ProtocolError
 from ...streaming.segments import TranscriptSegment
@@ -104,18 +102,8 @@ def decode_audio(data: bytes, audio_format: str = "float32") -> Float32Array:
     Raises:
         ProtocolError: the byte count does not fit the format, or samples are NaN / infinite.
     """
-    width = 4 if audio_format == "float32" else 2
-    if len(data) % width:
-        raise ProtocolError(
-            f"{audio_format} audio needs a multiple of {width} bytes, got {len(data)}",
-            code="bad_audio",
-        )
-    if audio_format == "float32":
-        samples = np.frombuffer(data, dtype="<f4").astype(np.float32)
-    else:
-        samples = np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
     try:
-        return check_samples(samples)
+        return decode_frame(data, float32=audio_format == "float32")
     except AudioError as exc:
         raise ProtocolError(str(exc), code="bad_audio") from exc
 
