@@ -73,3 +73,42 @@ def test_hallucination_needs_anomaly_and_doubt() -> None:
     )
     real = tuple(words("a grain or two perhaps is good"))
     assert not is_hallucination(Segment(0, 4, "", real, no_speech_prob=0.5, avg_logprob=-1.1))
+
+
+def test_drop_committed_follows_words_moved_over_skipped_speech() -> None:
+    """Committed words a decode placed at the end of speech it skipped are still recognised.
+
+    Seen on real speech: one decode heard only "The best" for 4 s of speech and timed it at
+    64.8-65.3 s; the next decode heard the whole sentence with "The best" at 61.3-61.6 s. The
+    words after the repeated run are new, although they lie before the committed end.
+    """
+    committed = [
+        *words("inform the police", start=60.0),
+        Word(" The", 64.8, 65.28),
+        Word(" best", 65.28, 65.28),
+    ]
+    new = [
+        *words("inform the police", start=60.0),
+        *words("the best emetic is that which is at hand", start=61.3, step=0.45),
+    ]
+    kept = drop_committed(new, committed, committed_end_s=65.28)
+    assert " ".join(w.word.strip() for w in kept) == "emetic is that which is at hand"
+
+
+def test_drop_committed_single_word_anchor_stays_near() -> None:
+    """One repeated word far from the committed end is not an anchor (it is a new "the")."""
+    committed = words("over the", start=10.0)  # ends at 10.9
+    new = [*words("the cat sat", start=5.0), *words("on the mat", start=10.0)]
+    kept = drop_committed(new, committed, committed_end_s=10.9)
+    assert [w.word.strip() for w in kept] == ["mat"]
+
+
+def test_hallucination_filter_keeps_confident_real_speech() -> None:
+    """Short improbable words in a segment the decoder was fairly sure of are kept.
+
+    Real case: "If Car to a case, suppose there's a spectacle..." (no-speech 0.02, average
+    log-probability -0.79) was dropped by a -0.7 cut-off, losing the first words of a file.
+    """
+    quick = tuple(Word(w, i * 0.1, i * 0.1 + 0.05, 0.1) for i, w in enumerate(" If Car to a".split()))
+    assert not is_hallucination(Segment(0, 1, "", quick, no_speech_prob=0.02, avg_logprob=-0.79))
+    assert is_hallucination(Segment(0, 1, "", quick, no_speech_prob=0.02, avg_logprob=-1.2))

@@ -42,6 +42,10 @@ def agreed_prefix_length(previous: Sequence[Word], current: Sequence[Word]) -> i
     return n
 
 
+# How far (in anchor windows) a run of 1, 2, 3+ repeated words may lie from the committed end.
+_ANCHOR_REACH = (1.0, 3.0, float("inf"))
+
+
 def drop_committed(
     words: Sequence[Word],
     committed_tail: Sequence[Word],
@@ -57,8 +61,9 @@ def drop_committed(
     words that start before the committed end (less 0.1 s) and then an n-gram overlap; with
     jittering word times that loses real words ("Mr. Hale, as he" -> "he" when "as" moved 0.2 s
     earlier). Here the hypothesis is anchored on the text instead: the longest run of the last
-    committed words (up to ``max_overlap_words``) that the hypothesis repeats, ending within
-    ``anchor_window_s`` of the committed end; everything after the anchor is new. Without an
+    committed words (up to ``max_overlap_words``) that the hypothesis repeats, near the
+    committed end (one word: within ``anchor_window_s``; two: three windows; three or more:
+    anywhere); everything after the anchor is new. Without an
     anchor, words whose midpoint lies after the committed end are new.
 
     Args:
@@ -69,16 +74,25 @@ def drop_committed(
     if not committed_tail:
         return list(words)
     tail = [normalize_word(w.word) for w in committed_tail[-max_overlap_words:]]
+    last_start = committed_tail[-1].start
     norms = [normalize_word(w.word) for w in words]
     best: tuple[int, float, int] | None = None  # (run length, -distance, index after the run)
     for k in range(1, len(words) + 1):
-        distance = abs(words[k - 1].end - committed_end_s)
-        if distance > anchor_window_s:
-            continue
         n = 0
         while n < min(len(tail), k) and norms[k - 1 - n] == tail[-1 - n]:
             n += 1
-        if n and (best is None or (n, -distance) > best[:2]):
+        if not n:
+            continue
+        # Word times are least reliable around speech the model skipped in one decode: the
+        # words before the gap get stretched over it or moved to its end ("The best" committed
+        # at 64.8-65.3 s, re-heard at 61.3-61.6 s). So the start is compared as well as the
+        # end, and a longer run of repeated words may lie further away.
+        distance = min(
+            abs(words[k - 1].end - committed_end_s), abs(words[k - 1].start - last_start)
+        )
+        if distance > anchor_window_s * _ANCHOR_REACH[min(n, len(_ANCHOR_REACH)) - 1]:
+            continue
+        if best is None or (n, -distance) > best[:2]:
             best = (n, -distance, k)
     if best is not None:
         return list(words[best[2] :])
@@ -99,7 +113,7 @@ def _word_anomaly(word: Word) -> float:
 
 
 def is_hallucination(
-    segment: Segment, *, max_logprob: float = -0.7, min_no_speech_prob: float = 0.3
+    segment: Segment, *, max_logprob: float = -1.0, min_no_speech_prob: float = 0.3
 ) -> bool:
     """Whether a segment looks like text the model invented ("Thank you for watching.").
 
