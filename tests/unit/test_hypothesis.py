@@ -109,6 +109,8 @@ def test_hallucination_filter_keeps_confident_real_speech() -> None:
     Real case: "If Car to a case, suppose there's a spectacle..." (no-speech 0.02, average
     log-probability -0.79) was dropped by a -0.7 cut-off, losing the first words of a file.
     """
-    quick = tuple(Word(w, i * 0.1, i * 0.1 + 0.05, 0.1) for i, w in enumerate(" If Car to a".split()))
+    quick = tuple(
+        Word(w, i * 0.1, i * 0.1 + 0.05, 0.1) for i, w in enumerate(" If Car to a".split())
+    )
     assert not is_hallucination(Segment(0, 1, "", quick, no_speech_prob=0.02, avg_logprob=-0.79))
     assert is_hallucination(Segment(0, 1, "", quick, no_speech_prob=0.02, avg_logprob=-1.2))
