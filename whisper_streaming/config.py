@@ -72,6 +72,10 @@ class ProcessorOptions:
         no_speech_threshold: a segment whose no-speech probability is above this and whose average
             log-probability is below ``logprob_threshold`` is treated as silence.
         logprob_threshold: see ``no_speech_threshold``.
+        skipped_speech_s: a word longer than this, or a gap this long between words (or at the
+            end of a final decode), means the model skipped speech in that decode; the words
+            after it are not committed from that decode, and a final decode is run again from
+            there.
     """
 
     min_chunk_s: float = 1.0
@@ -88,6 +92,7 @@ class ProcessorOptions:
     vad: VadOptions = field(default_factory=VadOptions)
     no_speech_threshold: float = 0.6
     logprob_threshold: float = -1.0
+    skipped_speech_s: float = 2.0
 
     def __post_init__(self) -> None:
         _require(
@@ -125,6 +130,10 @@ class ProcessorOptions:
         _require(
             0.0 <= self.no_speech_threshold <= 1.0,
             f"no_speech_threshold must be in [0, 1], got {self.no_speech_threshold}",
+        )
+        _require(
+            self.skipped_speech_s >= 0.5,
+            f"skipped_speech_s must be >= 0.5, got {self.skipped_speech_s}",
         )
 
 

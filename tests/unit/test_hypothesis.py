@@ -4,6 +4,7 @@ from whisper_streaming.backends.base import Segment, Word
 from whisper_streaming.streaming.hypothesis import (
     agreed_prefix_length,
     drop_committed,
+    find_skipped_speech,
     is_hallucination,
     normalize_word,
 )
@@ -114,3 +115,17 @@ def test_hallucination_filter_keeps_confident_real_speech() -> None:
     )
     assert not is_hallucination(Segment(0, 1, "", quick, no_speech_prob=0.02, avg_logprob=-0.79))
     assert is_hallucination(Segment(0, 1, "", quick, no_speech_prob=0.02, avg_logprob=-1.2))
+
+
+def test_find_skipped_speech() -> None:
+    """A stretched word, a long gap and a long silent tail each mark skipped speech."""
+    ws = words("a b c d e f")  # 0.4 s words every 0.5 s, ending at 2.9 s
+    assert find_skipped_speech(ws, 3.2, 2.0) is None
+    stretched = [*ws[:3], Word(" d", 1.5, 6.0), *words("e f", start=6.0)]
+    assert find_skipped_speech(stretched, None, 2.0) == (3, 1.5)
+    gap = [*ws[:3], *words("d e f", start=5.0)]
+    assert find_skipped_speech(gap, None, 2.0) == (3, ws[2].end)
+    assert find_skipped_speech(ws, 6.0, 2.0) == (6, ws[-1].end)
+    assert find_skipped_speech(ws, None, 2.0) is None
+    # A long first word at the very start: decoding again from there would not move forward.
+    assert find_skipped_speech([Word(" a", 0.0, 3.0), *words("b", start=3.0)], None, 2.0) is None

@@ -344,3 +344,51 @@ def test_cutting_inside_an_earlier_speech_run_maps_to_the_right_sample() -> None
     assert proc._to_buffer_index(gap) == b2
     proc._cut(inside_run1)
     assert proc._buffer_start_s == pytest.approx(inside_run1)
+
+
+def test_final_decode_that_skips_speech_is_decoded_again_from_there() -> None:
+    """A final decode that jumps over speech (one word stretched over seconds, as tiny.en does)
+    commits only what precedes the jump; the rest is decoded again, so no word is lost."""
+    timeline = timeline_from_text(" ".join(f"w{i}" for i in range(20)), start_s=0.2)
+    skipping = [True]
+
+    def responder(request: InferenceRequest) -> Transcription:
+        heard = ScriptedBackend.hear(request, timeline)
+        if not (request.final and skipping[0]):
+            return heard
+        skipping[0] = False
+        words = list(heard.segments[0].words)
+        stretched = Word(words[5].word, words[5].start, words[12].end, 0.9)
+        words = [*words[:5], stretched, *words[13:]]
+        return Transcription((Segment(0.0, words[-1].end, "", tuple(words)),), "en", 1.0)
+
+    proc = ASRProcessor(ProcessorOptions(**NO_VAD))
+    backend = ScriptedBackend(responder=responder)
+    proc.insert_audio(tone(timeline[-1].end + 0.3))
+    proc.finish()
+    committed = run_due(proc, backend, [])
+    assert words_text(committed) == words_text(timeline)
+    finals = [r for r in backend.requests if r.final]
+    assert len(finals) == 2
+    assert finals[1].offset_s == pytest.approx(timeline[5].start, abs=0.01)
+
+
+def test_final_decode_that_stops_early_is_decoded_again_for_the_tail() -> None:
+    """A final decode whose words end seconds before its audio does gets a second look there."""
+    timeline = timeline_from_text(" ".join(f"w{i}" for i in range(16)), start_s=0.2)
+    calls = [0]
+
+    def responder(request: InferenceRequest) -> Transcription:
+        heard = ScriptedBackend.hear(request, timeline)
+        calls[0] += 1
+        if calls[0] > 1:
+            return heard
+        words = heard.segments[0].words[:8]  # the model stopped after 4 s of 8
+        return Transcription((Segment(0.0, words[-1].end, "", words),), "en", 1.0)
+
+    proc = ASRProcessor(ProcessorOptions(**NO_VAD))
+    backend = ScriptedBackend(responder=responder)
+    proc.insert_audio(tone(timeline[-1].end + 0.3))
+    proc.finish()
+    committed = run_due(proc, backend, [])
+    assert words_text(committed) == words_text(timeline)

@@ -14,6 +14,7 @@ from ..backends.base import Segment, Word
 __all__ = [
     "agreed_prefix_length",
     "drop_committed",
+    "find_skipped_speech",
     "is_hallucination",
     "normalize_word",
     "words_text",
@@ -97,6 +98,35 @@ def drop_committed(
     if best is not None:
         return list(words[best[2] :])
     return [w for w in words if (w.start + w.end) / 2 > committed_end_s]
+
+
+def find_skipped_speech(
+    words: Sequence[Word], audio_end_s: float | None, max_s: float
+) -> tuple[int, float] | None:
+    """Where one decode skipped speech, as (index of the first word after it, start time).
+
+    Whisper sometimes jumps over seconds of speech in a single decode: the word before the jump
+    is stretched over it ("how" lasting 8.5 s), or the next words are placed after a long gap,
+    or the decode ends long before its audio does. With VAD the audio holds only speech, so such
+    spans are lost words; without VAD they may be real pauses, and decoding them again costs
+    one more decode. A span at the very start (before ``max_s / 2``) is not reported, since
+    decoding again from there would not move forward.
+
+    Args:
+        words: the decode's words, times relative to its audio.
+        audio_end_s: length of the decoded audio, to check its tail; None to skip that check.
+        max_s: the longest word, or gap, that is taken as real.
+    """
+    previous_end: float | None = None
+    for i, w in enumerate(words):
+        if previous_end is not None and w.start - previous_end > max_s:
+            return i, previous_end
+        if w.end - w.start > max_s and w.start >= max_s / 2:
+            return i, w.start
+        previous_end = w.end
+    if audio_end_s is not None and previous_end is not None and audio_end_s - previous_end > max_s:
+        return len(words), previous_end
+    return None
 
 
 def _word_anomaly(word: Word) -> float:
