@@ -392,3 +392,28 @@ def test_final_decode_that_stops_early_is_decoded_again_for_the_tail() -> None:
     proc.finish()
     committed = run_due(proc, backend, [])
     assert words_text(committed) == words_text(timeline)
+
+
+def test_piled_up_window_whose_decode_starts_late_is_retried_shorter() -> None:
+    """A decode of piled-up audio that hears nothing for its first 20 s (tiny.en jumped ahead)
+    commits nothing from there; a half-length window from the same place hears it all."""
+    timeline = timeline_from_text(" ".join(f"w{i}." for i in range(90)), start_s=0.2)
+    first_window = [True]
+
+    def responder(request: InferenceRequest) -> Transcription:
+        heard = ScriptedBackend.hear(request, timeline)
+        if request.final or request.duration_s < 29 or not first_window[0]:
+            return heard
+        first_window[0] = False
+        late = tuple(s for s in heard.segments if s.start >= 20.0)
+        return Transcription(late, "en", 1.0)
+
+    proc = ASRProcessor(ProcessorOptions(**NO_VAD))
+    backend = ScriptedBackend(responder=responder)
+    proc.insert_audio(tone(timeline[-1].end + 0.3))
+    proc.finish()
+    committed = run_due(proc, backend, [])
+    assert words_text(committed) == words_text(timeline)
+    assert backend.requests[0].beam_size == proc.options.beam_size  # it commits directly
+    assert backend.requests[1].duration_s == pytest.approx(15.0)
+    assert backend.requests[1].offset_s == backend.requests[0].offset_s

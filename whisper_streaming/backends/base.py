@@ -92,6 +92,15 @@ class InferenceRequest:
             base, stream = run_audio_s, run_stream_s
         return stream + (audio_s - base)
 
+    def to_audio_s(self, stream_s: float) -> float:
+        """Map a stream time to a time in ``audio`` (a time in a gap maps to the next run)."""
+        result = 0.0
+        for run_audio_s, run_stream_s in self.runs or ((0.0, self.offset_s),):
+            if run_stream_s > stream_s:
+                return max(result, run_audio_s)
+            result = run_audio_s + (stream_s - run_stream_s)
+        return min(result, self.duration_s)
+
     @property
     def duration_s(self) -> float:
         """Length of ``audio`` in seconds."""

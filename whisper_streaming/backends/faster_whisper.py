@@ -15,6 +15,9 @@ __all__ = ["FasterWhisperBackend", "cuda_available", "resolve_compute_type", "re
 
 logger = logging.getLogger(__name__)
 
+# Whisper's test for a decode stuck in a repetition loop (gzip compression ratio of its text).
+_LOOP_COMPRESSION_RATIO = 2.4
+
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -115,7 +118,31 @@ class FasterWhisperBackend:
         )
 
     def transcribe(self, request: InferenceRequest) -> Transcription:
-        """Decode one request with word timestamps; see :class:`ASRBackend`."""
+        """Decode one request with word timestamps; see :class:`ASRBackend`.
+
+        The decode runs at temperature 0 first and is accepted unless it loops (a segment whose
+        text compresses more than ``_LOOP_COMPRESSION_RATIO``, as Whisper's own fallback tests).
+        A looping decode is retried without the prompt (prompts are the usual trigger), and only
+        then with faster-whisper's temperature fallback. Whisper's standard fallback also
+        resamples decodes of low average log-probability; in streaming that made the same audio
+        decode differently from one run to the next (random sampling at 0.2 and 0.4), which
+        LocalAgreement then compares. Measured on the long-form files through the server:
+        see the README.
+        """
+        attempts: list[tuple[str | None, tuple[float, ...]]] = [(request.prompt or None, (0.0,))]
+        if request.prompt:
+            attempts.append((None, (0.0,)))
+        attempts.append((request.prompt or None, self._temperatures))
+        result = Transcription()
+        for prompt, temperatures in attempts:
+            result, looping = self._decode(request, prompt, temperatures)
+            if not looping:
+                break
+        return result
+
+    def _decode(
+        self, request: InferenceRequest, prompt: str | None, temperatures: tuple[float, ...]
+    ) -> tuple[Transcription, bool]:
         language = request.language
         if not self.is_multilingual:
             language = "en"
@@ -127,20 +154,23 @@ class FasterWhisperBackend:
                 task=task,
                 beam_size=request.beam_size,
                 word_timestamps=True,
-                initial_prompt=request.prompt or None,
+                initial_prompt=prompt,
                 condition_on_previous_text=False,
                 vad_filter=False,
-                temperature=list(self._temperatures),
+                temperature=list(temperatures),
+                compression_ratio_threshold=_LOOP_COMPRESSION_RATIO,
             )
             # The segments are a lazy generator: consume it here, on the worker thread.
-            converted = tuple(_segment(s) for s in segments)
+            raw = list(segments)
         except Exception as exc:
             raise BackendError(f"faster-whisper failed: {type(exc).__name__}: {exc}") from exc
-        return Transcription(
-            segments=converted,
+        looping = any(s.compression_ratio > _LOOP_COMPRESSION_RATIO for s in raw)
+        transcription = Transcription(
+            segments=tuple(_segment(s) for s in raw),
             language=info.language,
             language_probability=float(info.language_probability),
         )
+        return transcription, looping
 
     def transcribe_batch(self, requests: Sequence[InferenceRequest]) -> list[Transcription]:
         """Decode several requests one after another."""

@@ -101,22 +101,27 @@ def drop_committed(
 
 
 def find_skipped_speech(
-    words: Sequence[Word], audio_end_s: float | None, max_s: float
+    words: Sequence[Word], audio_end_s: float | None, max_s: float, *, new_from_s: float = 0.0
 ) -> tuple[int, float] | None:
     """Where one decode skipped speech, as (index of the first word after it, start time).
 
     Whisper sometimes jumps over seconds of speech in a single decode: the word before the jump
     is stretched over it ("how" lasting 8.5 s), or the next words are placed after a long gap,
-    or the decode ends long before its audio does. With VAD the audio holds only speech, so such
-    spans are lost words; without VAD they may be real pauses, and decoding them again costs
-    one more decode. A span at the very start (before ``max_s / 2``) is not reported, since
-    decoding again from there would not move forward.
+    or the decode starts its text long after the new (uncommitted) audio begins (20 s of a 30 s
+    window without a word), or it ends long before its audio does. With VAD the audio holds
+    only speech, so such spans are lost words; without VAD they may be real pauses, and decoding
+    them again costs one more decode. A stretched word at the very start (before ``max_s / 2``)
+    is not reported, since decoding again from there would not move forward.
 
     Args:
         words: the decode's words, times relative to its audio.
         audio_end_s: length of the decoded audio, to check its tail; None to skip that check.
         max_s: the longest word, or gap, that is taken as real.
+        new_from_s: where the audio not yet committed begins (the words before it may be
+            missing without loss).
     """
+    if words and words[0].start - new_from_s > max_s:
+        return 0, new_from_s
     previous_end: float | None = None
     for i, w in enumerate(words):
         if previous_end is not None and w.start - previous_end > max_s:

@@ -137,6 +137,8 @@ class ASRProcessor:
         # 13.1%). (Repeated decodes of a growing buffer behave the other way: see
         # buffer_trimming_s.)
         self._catch_up_samples = min(self._max_request_samples, _WHISPER_WINDOW_S * SAMPLE_RATE)
+        self._last_skip_s: float | None = None  # where a decode last skipped speech
+        self._shorter_window = False  # decode the next piled-up window at half length
         self._next_request_id = 0
         self._language: str | None = None
         self._language_reported = False
@@ -257,9 +259,10 @@ class ASRProcessor:
             # Audio piled up faster than it was decoded (a slow or busy model, or a client sending
             # faster than real time): decode the oldest part, commit what it completes, and keep
             # the rest for the next request. Nothing is dropped.
-            step = self._catch_up_samples
+            step = self._catch_up_samples // (2 if self._shorter_window else 1)
+            self._shorter_window = False
             self._new_samples = self._buffer.shape[0] - step
-            request = self._request(self._buffer[:step].copy(), final=False)
+            request = self._request(self._buffer[:step].copy(), final=False, commits=True)
             self._inflight_truncated = True
         elif self._buffer.shape[0] and self._new_samples >= self._min_chunk_samples:
             self._new_samples = 0
@@ -303,7 +306,8 @@ class ASRProcessor:
             committed = self._commit_window(request, new, segment_ends, skipped_at)
         else:
             committed = self._agree(new)
-        committed += self._bound_buffer(segment_ends, request, heard=bool(words))
+        heard = bool(words) or skipped_at is not None  # a skip means there was speech
+        committed += self._bound_buffer(segment_ends, request, heard=heard, catching_up=truncated)
         ends = tuple(e for e in segment_ends if e <= self._committed_end_s + _EPS_S)
         return self._update(committed, ends, utterance_end=request.final, final=self._check_done())
 
@@ -353,6 +357,7 @@ class ASRProcessor:
         window_end = request.to_stream_s(request.duration_s)
         if skipped_at is not None:
             window_end = min(window_end, skipped_at + self.options.min_chunk_s)
+            self._shorter_window = True  # the same window would skip the same way again
         complete = [e for e in segment_ends[:-1] if e <= window_end]
         if complete:
             cut = max(complete)
@@ -365,7 +370,11 @@ class ASRProcessor:
         self._cut(cut)
         return committed
 
-    def _request(self, audio: Float32Array, *, final: bool) -> InferenceRequest:
+    def _request(
+        self, audio: Float32Array, *, final: bool, commits: bool = False
+    ) -> InferenceRequest:
+        """A request for ``audio`` (the buffer's head). ``final`` and ``commits`` requests commit
+        what they hear without waiting for agreement, so they get the final beam size."""
         self._next_request_id += 1
         start_s = self._anchors[0][1] / SAMPLE_RATE
         return InferenceRequest(
@@ -374,7 +383,9 @@ class ASRProcessor:
             prompt=self._prompt(start_s),
             language=self.options.language,
             task=self.options.task,
-            beam_size=self.options.beam_size if final else self.options.hypothesis_beam_size,
+            beam_size=(
+                self.options.beam_size if final or commits else self.options.hypothesis_beam_size
+            ),
             final=final,
             request_id=self._next_request_id,
             runs=tuple((b / SAMPLE_RATE, s / SAMPLE_RATE) for b, s in self._anchors),
@@ -473,7 +484,13 @@ class ASRProcessor:
             audio_words,
             request.duration_s if request.final else None,
             self.options.skipped_speech_s,
+            new_from_s=request.to_audio_s(self._committed_end_s),
         )
+        if skip is not None:
+            at_s = request.to_stream_s(skip[1])
+            if self._last_skip_s is not None and abs(at_s - self._last_skip_s) < _EPS_S:
+                skip = None  # the second look skipped the same place: take what it heard
+            self._last_skip_s = at_s
         limit = skip[0] if skip is not None else len(audio_words)
         words: list[Word] = []
         ends: list[float] = []
@@ -524,9 +541,15 @@ class ASRProcessor:
         return float(s + self._buffer.shape[0] - b) / SAMPLE_RATE
 
     def _bound_buffer(
-        self, segment_ends: tuple[float, ...], request: InferenceRequest, *, heard: bool
+        self,
+        segment_ends: tuple[float, ...],
+        request: InferenceRequest,
+        *,
+        heard: bool,
+        catching_up: bool,
     ) -> tuple[Word, ...]:
-        """Trim the buffer in committed territory; enforce ``max_buffer_s``.
+        """Trim the buffer in committed territory; enforce ``max_buffer_s`` (except while
+        catching up on piled-up audio, which is decoded window by window instead).
 
         Only audio the request decoded may be cut. Returns words committed by the hard cap.
         """
@@ -546,7 +569,7 @@ class ASRProcessor:
             elif not heard and not self._hypothesis:
                 # The decode heard nothing at all: drop what it covered but its last second.
                 self._cut(decoded_end - opts.min_chunk_s)
-        if self.buffer_duration_s + opts.min_chunk_s <= opts.max_buffer_s:
+        if catching_up or self.buffer_duration_s + opts.min_chunk_s <= opts.max_buffer_s:
             return ()
         # Agreement stalled: commit up to the last complete segment and cut there, and never keep
         # more than max_buffer_s - min_chunk_s.
