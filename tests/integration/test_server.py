@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import socket
@@ -308,3 +309,19 @@ def test_health_endpoint_and_unknown_paths() -> None:
             urllib.request.urlopen(base + "/nope", timeout=timeout(5))
         assert err.value.code == 404
         err.value.close()
+
+
+def test_burst_of_completed_segments_reaches_the_client_whole() -> None:
+    """One update that completes more than send_last_n_segments segments (piled-up audio decoded
+    at once) still delivers every segment: the client's transcript has every word."""
+    from whisper_streaming.backends import timeline_from_text
+    from whisper_streaming.client import TranscriptionClient
+
+    sentences = timeline_from_text(" ".join(f"word{i}." for i in range(40)), start_s=0.1)
+    backend = ScriptedBackend(timeline=sentences, model_name="tiny.en")
+    with running_server(backend) as srv:
+        client = TranscriptionClient("127.0.0.1", srv.port, use_vad=False, fast=True, show=None)
+        audio = np.asarray(np.frombuffer(tone_bytes(sentences[-1].end + 0.5), "<f4"))
+        asyncio.run(client.transcribe_samples(audio))
+    assert client.text == " ".join(w.word.strip() for w in sentences)
+    assert len(client.segments) == 40

@@ -240,6 +240,7 @@ class _WhisperLiveConnection:
     async def _send(self) -> None:
         uid = self.config.uid
         n = self.config.send_last_n_segments
+        with_words = self.config.word_timestamps
         while True:
             event = await self.session.events.get()
             if isinstance(event, SessionError):
@@ -250,13 +251,21 @@ class _WhisperLiveConnection:
             update = event.update
             if update.language:
                 await self.ws.send(wl.language(uid, update.language, update.language_probability))
-            self.builder.add(update)
+            done = self.builder.add(update)
+            # WhisperLive sends the last n completed segments with each update; when one update
+            # completes more (a burst of piled-up audio decoded at once), send the older ones
+            # first, n at a time, or the client never sees them.
+            if n > 0:
+                for i in range(0, len(done) - n, n):
+                    await self.ws.send(
+                        wl.segments(uid, done[i : min(i + n, len(done) - n)], with_words=with_words)
+                    )
             segs = self.builder.recent(n)
             current = self.builder.current()
             if current is not None:
                 segs.append(current)
             if segs:
-                message = wl.segments(uid, segs, with_words=self.config.word_timestamps)
+                message = wl.segments(uid, segs, with_words=with_words)
                 if message != self._last_sent:
                     await self.ws.send(message)
                     self._last_sent = message
