@@ -23,12 +23,11 @@ WER_MARGIN = 0.015
 offline decoding of the same files (all six long-form files: measured +0.9 points)."""
 
 SERVER_WER_MARGIN = 0.08
-"""Through the real server, timing decides the chunking, and the result is further from offline
-than the engine's simulation, for a reason not found yet. Measured over offline on all six
-long-form files: +2.6 to +4.6 points for three real-time clients at once, +2.5 to +6 for whole
-files sent at once (--fast; the same processor fed the same way without the server: -0.9);
-single files (browser, Node, Python examples) vary by +-3 points from run to run. This is a net
-for breakage (lost audio, cross-talk), not the accuracy target; see the README."""
+"""Real-time streams through the server are further from offline than the engine fed the same
+audio in 1 s steps. Measured over offline on all six long-form files: +2.6 to +4.6 points for
+three real-time clients at once (engine: +0.5 to +1.0), +0.6 for whole files sent at once
+(--fast); single files (browser, Node, Python examples) vary by about 3 points from run to run.
+This is a net for breakage (lost audio, cross-talk), not the accuracy target; see the README."""
 
 
 def normalize(text: str) -> str:
