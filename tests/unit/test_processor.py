@@ -417,3 +417,13 @@ def test_piled_up_window_whose_decode_starts_late_is_retried_shorter() -> None:
     assert backend.requests[0].beam_size == proc.options.beam_size  # it commits directly
     assert backend.requests[1].duration_s == pytest.approx(15.0)
     assert backend.requests[1].offset_s == backend.requests[0].offset_s
+
+
+def test_request_maps_stream_time_to_audio_time_and_back() -> None:
+    """to_audio_s inverts to_stream_s over VAD runs; a time in a gap maps to the next run."""
+    req = InferenceRequest(np.zeros(16000 * 6, np.float32), 10.0, runs=((0.0, 10.0), (2.0, 20.0)))
+    for audio_s in (0.0, 1.5, 2.0, 5.5):
+        assert req.to_audio_s(req.to_stream_s(audio_s)) == pytest.approx(audio_s)
+    assert req.to_audio_s(15.0) == pytest.approx(2.0)  # between the runs
+    assert req.to_audio_s(5.0) == 0.0  # before the audio
+    assert req.to_audio_s(99.0) == pytest.approx(6.0)  # after it

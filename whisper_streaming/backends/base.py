@@ -97,7 +97,7 @@ class InferenceRequest:
         result = 0.0
         for run_audio_s, run_stream_s in self.runs or ((0.0, self.offset_s),):
             if run_stream_s > stream_s:
-                return max(result, run_audio_s)
+                return min(result, run_audio_s)
             result = run_audio_s + (stream_s - run_stream_s)
         return min(result, self.duration_s)
 
