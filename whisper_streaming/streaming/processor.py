@@ -283,7 +283,7 @@ class ASRProcessor:
         if result.language and not self._language:
             self._language = result.language
             self._language_probability = result.language_probability
-        words, segment_ends, skipped_at = self._heard(request, result)
+        words, segment_ends, skipped_at = self._heard(request, result, catching_up=truncated)
         new = self._new_words(words)
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(
@@ -457,7 +457,7 @@ class ASRProcessor:
         self._dirty = True
 
     def _heard(
-        self, request: InferenceRequest, result: Transcription
+        self, request: InferenceRequest, result: Transcription, *, catching_up: bool
     ) -> tuple[list[Word], tuple[float, ...], float | None]:
         """Words of the result in stream time, without segments that look silent or invented.
 
@@ -486,10 +486,12 @@ class ASRProcessor:
             self.options.skipped_speech_s,
             new_from_s=request.to_audio_s(self._committed_end_s),
         )
-        if skip is not None:
+        if skip is not None and (request.final or catching_up):
+            # These decodes are looked at again when they skip; a second look that skips the
+            # same place is taken as it is, so the stream always moves on.
             at_s = request.to_stream_s(skip[1])
             if self._last_skip_s is not None and abs(at_s - self._last_skip_s) < _EPS_S:
-                skip = None  # the second look skipped the same place: take what it heard
+                skip = None
             self._last_skip_s = at_s
         limit = skip[0] if skip is not None else len(audio_words)
         words: list[Word] = []
