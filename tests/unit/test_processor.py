@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -46,6 +47,17 @@ def run_due(proc: ASRProcessor, backend: ScriptedBackend, log: list[object]) -> 
         committed.extend(update.committed)
         log.append(update)
     return committed
+
+
+def decode_at_once(
+    timeline: list[Word], responder: Callable[[InferenceRequest], Transcription]
+) -> tuple[ASRProcessor, ScriptedBackend, list[Word]]:
+    """Feed audio for the whole timeline at once (no VAD), finish, run every decode."""
+    proc = ASRProcessor(ProcessorOptions(**NO_VAD))
+    backend = ScriptedBackend(responder=responder)
+    proc.insert_audio(tone(timeline[-1].end + 0.3))
+    proc.finish()
+    return proc, backend, run_due(proc, backend, [])
 
 
 def test_agreement_commits_only_the_common_prefix() -> None:
@@ -362,11 +374,7 @@ def test_final_decode_that_skips_speech_is_decoded_again_from_there() -> None:
         words = [*words[:5], stretched, *words[13:]]
         return Transcription((Segment(0.0, words[-1].end, "", tuple(words)),), "en", 1.0)
 
-    proc = ASRProcessor(ProcessorOptions(**NO_VAD))
-    backend = ScriptedBackend(responder=responder)
-    proc.insert_audio(tone(timeline[-1].end + 0.3))
-    proc.finish()
-    committed = run_due(proc, backend, [])
+    proc, backend, committed = decode_at_once(timeline, responder)
     assert words_text(committed) == words_text(timeline)
     finals = [r for r in backend.requests if r.final]
     assert len(finals) == 2
@@ -386,11 +394,7 @@ def test_final_decode_that_stops_early_is_decoded_again_for_the_tail() -> None:
         words = heard.segments[0].words[:8]  # the model stopped after 4 s of 8
         return Transcription((Segment(0.0, words[-1].end, "", words),), "en", 1.0)
 
-    proc = ASRProcessor(ProcessorOptions(**NO_VAD))
-    backend = ScriptedBackend(responder=responder)
-    proc.insert_audio(tone(timeline[-1].end + 0.3))
-    proc.finish()
-    committed = run_due(proc, backend, [])
+    proc, backend, committed = decode_at_once(timeline, responder)
     assert words_text(committed) == words_text(timeline)
 
 
@@ -408,11 +412,7 @@ def test_piled_up_window_whose_decode_starts_late_is_retried_shorter() -> None:
         late = tuple(s for s in heard.segments if s.start >= 20.0)
         return Transcription(late, "en", 1.0)
 
-    proc = ASRProcessor(ProcessorOptions(**NO_VAD))
-    backend = ScriptedBackend(responder=responder)
-    proc.insert_audio(tone(timeline[-1].end + 0.3))
-    proc.finish()
-    committed = run_due(proc, backend, [])
+    proc, backend, committed = decode_at_once(timeline, responder)
     assert words_text(committed) == words_text(timeline)
     assert backend.requests[0].beam_size == proc.options.beam_size  # it commits directly
     assert backend.requests[1].duration_s == pytest.approx(15.0)

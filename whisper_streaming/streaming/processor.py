@@ -454,7 +454,6 @@ class ASRProcessor:
         until = request.audio.shape[0]  # the request was the buffer's head; nothing cut since
         self._final_until = max(self._final_until or 0, until)
         self._cut(at_s)
-        self._dirty = True
 
     def _heard(
         self, request: InferenceRequest, result: Transcription, *, catching_up: bool
@@ -486,13 +485,14 @@ class ASRProcessor:
             self.options.skipped_speech_s,
             new_from_s=request.to_audio_s(self._committed_end_s),
         )
-        if skip is not None and (request.final or catching_up):
+        skipped_at = request.to_stream_s(skip[1]) if skip is not None else None
+        if skipped_at is not None and (request.final or catching_up):
             # These decodes are looked at again when they skip; a second look that skips the
             # same place is taken as it is, so the stream always moves on.
-            at_s = request.to_stream_s(skip[1])
-            if self._last_skip_s is not None and abs(at_s - self._last_skip_s) < _EPS_S:
-                skip = None
-            self._last_skip_s = at_s
+            if self._last_skip_s is not None and abs(skipped_at - self._last_skip_s) < _EPS_S:
+                skip = skipped_at = None
+            else:
+                self._last_skip_s = skipped_at
         limit = skip[0] if skip is not None else len(audio_words)
         words: list[Word] = []
         ends: list[float] = []
@@ -506,9 +506,7 @@ class ASRProcessor:
             if mapped:
                 words.extend(mapped)
                 ends.append(mapped[-1].end)
-        skipped_at: float | None = None
-        if skip is not None:
-            skipped_at = request.to_stream_s(skip[1])
+        if skipped_at is not None:
             logger.debug(
                 "decode #%d skipped speech at %.2f s: kept %r",
                 request.request_id,
