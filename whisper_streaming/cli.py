@@ -11,7 +11,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from .config import ProcessorOptions
+from .config import COMMIT_POLICIES, ProcessorOptions
 from .exceptions import WhisperStreamingError
 
 __all__ = ["client_main", "main", "serve_main", "simulate_main"]
@@ -49,6 +49,21 @@ def _add_model_args(parser: argparse.ArgumentParser) -> None:
         default=1.0,
         help="seconds of new audio per decode (default 1.0)",
     )
+    parser.add_argument(
+        "--commit-policy",
+        choices=COMMIT_POLICIES,
+        default="segments",
+        help="when text becomes final: 'segments' (default: end of each utterance, and complete "
+        "segments of speech longer than --commit-window) or 'local_agreement' (as soon as two "
+        "hypotheses agree: earlier, less accurate)",
+    )
+    parser.add_argument(
+        "--commit-window",
+        type=float,
+        default=10.0,
+        help="seconds of uncommitted speech that trigger a commit with --commit-policy "
+        "segments (default 10)",
+    )
     vad = parser.add_mutually_exclusive_group()
     vad.add_argument(
         "--use-vad", dest="use_vad", action="store_true", default=True, help="(default)"
@@ -68,6 +83,8 @@ def _processor_options(args: argparse.Namespace) -> ProcessorOptions:
         beam_size=args.beam_size,
         hypothesis_beam_size=args.hypothesis_beam_size,
         use_vad=args.use_vad,
+        commit_policy=args.commit_policy,
+        commit_window_s=args.commit_window,
     )
 
 

@@ -6,7 +6,7 @@ that is then due, repeat; finish the stream at the end of the file.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from .audio import SAMPLE_RATE, Float32Array
@@ -40,15 +40,20 @@ def simulate(
     options: ProcessorOptions | None = None,
     *,
     on_update: Callable[[float, TranscriptUpdate], None] | None = None,
+    chunks_s: Iterable[float] | None = None,
 ) -> SimulationResult:
     """Stream ``samples`` through a new processor in ``min_chunk_s`` steps.
 
     Args:
         on_update: called with (seconds of audio fed, update) after every decode.
+        chunks_s: sizes of the successive chunks to feed instead (a server sees uneven chunks:
+            network timing, and decodes that take longer than a chunk). When it runs out, the
+            rest of the audio is fed in ``min_chunk_s`` steps.
     """
     proc = ASRProcessor(options)
     result = SimulationResult()
     step = int(proc.options.min_chunk_s * SAMPLE_RATE)
+    sizes = iter(chunks_s or ())
 
     def run_due() -> bool:
         while (req := proc.next_request()) is not None:
@@ -64,8 +69,14 @@ def simulate(
                 return True
         return False
 
-    for i in range(0, samples.shape[0], step):
-        proc.insert_audio(samples[i : i + step])
+    i = 0
+    while i < samples.shape[0]:
+        size_s = next(sizes, None)
+        n = step if size_s is None else int(size_s * SAMPLE_RATE)
+        if n <= 0:
+            raise ValueError(f"chunk sizes must be positive, got {size_s}")
+        proc.insert_audio(samples[i : i + n])
+        i += n
         result.max_buffer_s = max(result.max_buffer_s, proc.buffer_duration_s)
         run_due()
     final = proc.finish()

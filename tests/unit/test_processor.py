@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -18,6 +19,7 @@ from whisper_streaming import (
     ScriptedBackend,
     StateError,
     Transcription,
+    TranscriptUpdate,
     VadOptions,
 )
 from whisper_streaming.backends import timeline_from_text
@@ -26,7 +28,9 @@ from whisper_streaming.simulate import simulate
 from whisper_streaming.streaming.hypothesis import words_text
 from whisper_streaming.vad import StreamingVad
 
-NO_VAD = {"use_vad": False}
+# LocalAgreement without VAD: the policy of most tests below (commit_policy="segments", the
+# default, has its own tests).
+NO_VAD = {"use_vad": False, "commit_policy": "local_agreement"}
 
 
 def tr(text: str, step: float = 0.3) -> Transcription:
@@ -40,7 +44,7 @@ def vad_processor(**kw: object) -> ASRProcessor:
     return ASRProcessor(options, vad=StreamingVad(options.vad, model=EnergyVadModel()))
 
 
-def run_due(proc: ASRProcessor, backend: ScriptedBackend, log: list[object]) -> list[Word]:
+def run_due(proc: ASRProcessor, backend: ScriptedBackend, log: list[Any]) -> list[Word]:
     committed: list[Word] = []
     while (req := proc.next_request()) is not None:
         update = proc.apply(req, backend.transcribe(req))
@@ -216,6 +220,69 @@ def test_vad_finalizes_each_utterance_and_skips_silence() -> None:
     assert len(last.runs) == 2 and last.runs[1][1] == pytest.approx(2.8, abs=0.05)
 
 
+def test_short_utterance_is_committed_whole_by_its_final_decode() -> None:
+    """Agreeing hypotheses stay partial; the end of speech commits the utterance from one final
+    (full-beam) decode."""
+    backend = ScriptedBackend(timeline=timeline_from_text("one two three four", start_s=0.2))
+    proc = vad_processor(min_chunk_s=0.5, commit_window_s=5.0)
+    log: list[TranscriptUpdate] = []
+    audio = np.concatenate([tone(2.5), silence(1.5)])
+    committed: list[Word] = []
+    for i in range(0, audio.size, 4000):
+        proc.insert_audio(audio[i : i + 4000])
+        committed += run_due(proc, backend, log)
+        if proc.stream_time_s <= 2.5:
+            assert committed == [], proc.stream_time_s
+            assert proc.partial or proc.stream_time_s < 1.0, proc.stream_time_s
+    assert words_text(committed) == "one two three four"
+    partials = [u for u in log if not u.utterance_end]
+    finals = [u for u in log if u.utterance_end]
+    assert len(partials) >= 3 and all(not u.committed for u in partials)
+    assert len(finals) == 1 and finals[0].committed_text == "one two three four"
+    assert [r.beam_size for r in backend.requests if r.final] == [5]
+
+
+def test_long_speech_is_committed_segment_by_segment_past_the_commit_window() -> None:
+    """Speech with no end commits complete segments of a full-beam decode once more than
+    commit_window_s is uncommitted, and never before; nothing is lost or repeated."""
+    sentences = [" ".join(f"s{i}w{j}" for j in range(5)) + "." for i in range(8)]
+    backend = ScriptedBackend(timeline=timeline_from_text(" ".join(sentences), start_s=0.1))
+    proc = ASRProcessor(ProcessorOptions(use_vad=False, commit_window_s=3.0))
+    committed: list[Word] = []
+    for _ in range(22):
+        proc.insert_audio(tone(1.0))
+        while (req := proc.next_request()) is not None:
+            done_s = max(committed[-1].end if committed else 0.0, req.offset_s)
+            uncommitted_s = req.offset_s + req.duration_s - done_s
+            update = proc.apply(req, backend.transcribe(req))
+            if update.committed:
+                assert req.beam_size == 5 and uncommitted_s > 3.0, (uncommitted_s, req)
+                assert update.committed[-1].word.endswith("."), update.committed_text
+                # The words after the cut stay visible as partial text.
+                assert update.partial or update.committed[-1].word == " s7w4.", update
+            committed += update.committed
+    assert len(committed) >= 15, "long speech was not committed before the end"
+    last = proc.finish()
+    committed += last.committed + tuple(run_due(proc, backend, []))
+    assert words_text(committed) == " ".join(sentences)
+
+
+def test_long_speech_is_never_cut_inside_a_segment() -> None:
+    """Past commit_window_s, nothing is committed (nor decoded with the full beam) until a
+    segment completes; a sentence that never ends waits for the end of the stream."""
+    words = " ".join(f"w{i}" for i in range(26)) + "."
+    backend = ScriptedBackend(timeline=timeline_from_text(words, start_s=0.1))
+    proc = ASRProcessor(ProcessorOptions(use_vad=False, commit_window_s=3.0))
+    committed: list[Word] = []
+    for _ in range(13):
+        proc.insert_audio(tone(1.0))
+        committed += run_due(proc, backend, [])
+    assert committed == [] and len(proc.partial) >= 20
+    assert all(r.beam_size == 1 for r in backend.requests)
+    committed += proc.finish().committed + tuple(run_due(proc, backend, []))
+    assert words_text(committed) == words
+
+
 def test_vad_silence_never_reaches_the_model() -> None:
     """A silent stream produces no request at all."""
     backend = ScriptedBackend()
@@ -291,7 +358,7 @@ def test_invalid_processor_options_raise(kwargs: dict[str, object]) -> None:
         {"threshold": 1.5},
         {"min_silence_ms": 0},
         {"speech_pad_ms": -1},
-        {"speech_pad_ms": 600},
+        {"speech_pad_ms": 1000},
     ],
 )
 def test_invalid_vad_options_raise(kwargs: dict[str, object]) -> None:
