@@ -19,15 +19,14 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 _normalizer = EnglishTextNormalizer()
 
 WER_MARGIN = 0.015
-"""The engine, streamed in 1 s chunks (computation-unaware), may be at most this much worse than
-offline decoding of the same files (all six long-form files: measured +0.9 points)."""
+"""The engine's bound: streaming may be at most this much worse than offline decoding of the same
+files (all six long-form files). It applies to the engine fed uneven 1-2.5 s chunks, to three
+real-time clients through the server, and to whole files sent through the server (--fast)."""
 
 SERVER_WER_MARGIN = 0.08
-"""Real-time streams through the server are further from offline than the engine fed the same
-audio in 1 s steps. Measured over offline on all six long-form files: +2.6 to +4.6 points for
-three real-time clients at once (engine: +0.5 to +1.0), +0.6 for whole files sent at once
-(--fast); single files (browser, Node, Python examples) vary by about 3 points from run to run.
-This is a net for breakage (lost audio, cross-talk), not the accuracy target; see the README."""
+"""Single-file checks (browser, Node and Python examples) use this wider net for breakage (lost
+audio, a wrong sample rate): one file is 150-200 words, so 1.5 points is under 3 words, less
+than the spread between runs. The engine's bound is checked on all six files above."""
 
 
 def normalize(text: str) -> str:

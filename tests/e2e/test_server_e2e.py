@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO, timeout
-from tests.e2e.conftest import SERVER_WER_MARGIN, Utterance, record, wer
+from tests.e2e.conftest import WER_MARGIN, Utterance, record, wer
 from tests.integration.conftest import RunningServer, running_server
 from whisper_streaming import ProcessorOptions, load_backend
 from whisper_streaming.audio import decode_file
@@ -72,8 +72,7 @@ def test_three_clients_at_once_get_their_own_transcripts(
 ) -> None:
     """Three clients stream at once in real time, each file after file, so that together they
     cover every long-form file (the engine test's set): no cross-talk, and the WER over all files
-    within SERVER_WER_MARGIN of offline (the engine's own bound is not met through the server
-    yet; see tests/e2e/conftest.py)."""
+    within the engine's bound (WER_MARGIN over offline)."""
     queues = [longform[i::CLIENTS] for i in range(CLIENTS)]
     done: dict[Path, TranscriptionClient] = {}
     errors: list[BaseException] = []
@@ -116,7 +115,7 @@ def test_three_clients_at_once_get_their_own_transcripts(
             "transcripts": dict(zip(names, hyps, strict=True)),
         },
     )
-    assert stream_wer <= offline_wer + SERVER_WER_MARGIN, (stream_wer, offline_wer)
+    assert stream_wer <= offline_wer + WER_MARGIN, (stream_wer, offline_wer)
     assert server.wait_for_clients(0) == 0
 
 
@@ -124,7 +123,7 @@ def test_example_client_writes_a_valid_srt(
     server: RunningServer, longform: list[Utterance], offline_texts: dict[Path, str], tmp_path: Path
 ) -> None:
     """example_websocket_client.py --fast writes, for every long-form file, a valid SRT whose
-    text matches the reference (SERVER_WER_MARGIN over all files)."""
+    text matches the reference (the engine's bound, WER_MARGIN, over all files)."""
     texts = []
     for utt in longform:
         out = tmp_path / f"{utt.path.stem}.srt"
@@ -164,7 +163,7 @@ def test_example_client_writes_a_valid_srt(
             "transcripts": {u.path.name: t for u, t in zip(longform, texts, strict=True)},
         },
     )
-    assert fast_wer <= offline_wer + SERVER_WER_MARGIN, (fast_wer, offline_wer)
+    assert fast_wer <= offline_wer + WER_MARGIN, (fast_wer, offline_wer)
 
 
 def test_client_exits_nonzero_on_refused_connection(tmp_path: Path) -> None:

@@ -325,3 +325,42 @@ def test_burst_of_completed_segments_reaches_the_client_whole() -> None:
         asyncio.run(client.transcribe_samples(audio))
     assert client.text == " ".join(w.word.strip() for w in sentences)
     assert len(client.segments) == 40
+
+
+def _stock_client_srt_text(messages: list[dict[str, Any]]) -> str:
+    """What WhisperLive 0.10.0's client writes to its SRT: its process_segments() bookkeeping
+    (completed segments that start after the last kept one; the last incomplete segment seen),
+    then write_srt_file(), which appends that incomplete segment unless its text is the last
+    completed segment's."""
+    transcript: list[dict[str, Any]] = []
+    last: dict[str, Any] | None = None
+    for m in messages:
+        segments = m.get("segments", [])
+        text: list[str] = []
+        for i, seg in enumerate(segments):
+            if not text or text[-1] != seg["text"]:
+                text.append(seg["text"].strip())
+                if i == len(segments) - 1 and not seg["completed"]:
+                    last = seg
+                elif seg["completed"] and (
+                    not transcript or float(seg["start"]) >= float(transcript[-1]["end"])
+                ):
+                    transcript.append(seg)
+    if last is not None and (not transcript or transcript[-1]["text"] != last["text"]):
+        transcript.append(last)
+    return " ".join(s["text"].strip() for s in transcript)
+
+
+def test_stock_client_transcript_has_no_stale_partial() -> None:
+    """An utterance shown as one partial segment, then finalized as several segments, reaches
+    the stock client's SRT once (the partial it kept is replaced before the final message)."""
+    with running_server() as srv:
+        ws, _ = open_session(srv.url)
+        send_audio(ws, tone_bytes(9.0))
+        ws.send(b"END_OF_AUDIO")
+        messages = receive_all(ws)
+    finals = [
+        m for m in messages if m.get("segments") and all(s["completed"] for s in m["segments"])
+    ]
+    assert len(finals[-1]["segments"]) >= 2, "the final decode should complete several segments"
+    assert _stock_client_srt_text(messages) == final_text(messages) == expected_text(9.0)

@@ -264,6 +264,14 @@ class _WhisperLiveConnection:
             current = self.builder.current()
             if current is not None:
                 segs.append(current)
+            elif done and segs:
+                # The stock WhisperLive client keeps the last incomplete segment it was sent and
+                # writes it after the completed ones unless the texts are equal. That partial
+                # was the whole utterance, which the final decode may split into several
+                # segments: show the last one as incomplete first, so the client's copy is
+                # current (otherwise its SRT ends with the utterance twice).
+                preview = [*segs[:-1], dataclasses.replace(segs[-1], completed=False)]
+                await self.ws.send(wl.segments(uid, preview, with_words=with_words))
             if segs:
                 message = wl.segments(uid, segs, with_words=with_words)
                 if message != self._last_sent:
