@@ -411,20 +411,6 @@ def test_audio_arriving_faster_than_decoding_is_never_dropped() -> None:
     assert words_text(committed) == words_text(timeline)
 
 
-def test_cutting_inside_an_earlier_speech_run_maps_to_the_right_sample() -> None:
-    """Stream times map to buffer positions run by run (a cut in run 1 stays in run 1)."""
-    proc = vad_processor(vad=VadOptions(min_silence_ms=300, speech_pad_ms=100))
-    proc.insert_audio(np.concatenate([tone(2.0), silence(1.0), tone(2.0), silence(1.0), tone(2.0)]))
-    assert len(proc._anchors) == 3
-    (b1, s1), (b2, s2) = proc._anchors[1], proc._anchors[2]
-    inside_run1 = s1 / 16000 + 0.5
-    assert proc._to_buffer_index(inside_run1) == b1 + 8000
-    gap = (s2 / 16000) - 0.2
-    assert proc._to_buffer_index(gap) == b2
-    proc._cut(inside_run1)
-    assert proc._buffer_start_s == pytest.approx(inside_run1)
-
-
 def test_final_decode_that_skips_speech_is_decoded_again_from_there() -> None:
     """A final decode that jumps over speech (one word stretched over seconds, as tiny.en does)
     commits only what precedes the jump; the rest is decoded again, so no word is lost."""

@@ -38,6 +38,7 @@ from ..backends.base import InferenceRequest, Transcription, Word
 from ..config import ProcessorOptions
 from ..exceptions import StateError
 from ..vad import WINDOW_SAMPLES, StreamingVad, VadEventKind
+from .buffer import SpeechBuffer
 from .hypothesis import (
     agreed_prefix_length,
     drop_committed,
@@ -54,7 +55,6 @@ logger = logging.getLogger(__name__)
 _COMMITTED_TAIL_WORDS = 64
 _EPS_S = 1e-3
 _WHISPER_WINDOW_S = 30  # the audio one Whisper decode sees
-_RUN_TAIL_S = 0.4  # VAD padding plus word-time jitter at the end of a speech run
 
 
 class ProcessorState(enum.Enum):
@@ -116,10 +116,7 @@ class ASRProcessor:
         self._pad_samples = self.options.vad.speech_pad_ms * SAMPLE_RATE // 1000
         # Samples fed so far (the stream clock).
         self._stream_samples = 0
-        # The buffer holds the audio being decoded. With VAD it is a concatenation of speech runs;
-        # _anchors maps it to the stream: (buffer index, stream index) where each run starts.
-        self._buffer: Float32Array = np.zeros(0, np.float32)
-        self._anchors: list[tuple[int, int]] = []
+        self._buf = SpeechBuffer()  # the audio being decoded
         self._new_samples = 0  # appended since the last request
         self._dirty = False  # appended since the last final request
         self._final_until: int | None = None  # buffer index a final decode is due up to
@@ -161,7 +158,7 @@ class ASRProcessor:
     @property
     def buffer_duration_s(self) -> float:
         """Seconds of audio in the buffer (what the next decode would see)."""
-        return float(self._buffer.shape[0]) / SAMPLE_RATE
+        return self._buf.duration_s
 
     @property
     def committed_end_s(self) -> float:
@@ -185,8 +182,8 @@ class ASRProcessor:
             return False
         return (
             self._final_until is not None
-            or self._buffer.shape[0] > self._max_request_samples
-            or (self._buffer.shape[0] > 0 and self._new_samples >= self._min_chunk_samples)
+            or len(self._buf) > self._max_request_samples
+            or (len(self._buf) > 0 and self._new_samples >= self._min_chunk_samples)
         )
 
     @property
@@ -259,19 +256,19 @@ class ASRProcessor:
         if self._final_until is not None and self._final_until <= window:
             until = self._final_until
             self._final_until = None
-            self._new_samples = self._buffer.shape[0] - until
+            self._new_samples = len(self._buf) - until
             self._dirty = self._new_samples > 0
-            request = self._request(self._buffer[:until].copy(), final=True)
-        elif self._buffer.shape[0] > window:
+            request = self._request(self._buf.samples[:until].copy(), final=True)
+        elif len(self._buf) > window:
             # Audio piled up faster than it was decoded (a slow or busy model, or a client sending
             # faster than real time): decode the oldest part, commit what it completes, and keep
             # the rest for the next request. Nothing is dropped.
             step = self._catch_up_samples // (2 if self._shorter_window else 1)
             self._shorter_window = False
-            self._new_samples = self._buffer.shape[0] - step
-            request = self._request(self._buffer[:step].copy(), final=False, commits=True)
+            self._new_samples = len(self._buf) - step
+            request = self._request(self._buf.samples[:step].copy(), final=False, commits=True)
             self._inflight_window = True
-        elif self._buffer.shape[0] and self._new_samples >= self._min_chunk_samples:
+        elif len(self._buf) and self._new_samples >= self._min_chunk_samples:
             self._new_samples = 0
             # A long utterance whose last decode completed a segment: commit its complete
             # segments from a full-beam decode of the whole buffer.
@@ -280,7 +277,7 @@ class ASRProcessor:
                 and self._segment_done
                 and self._uncommitted_s > self.options.commit_window_s
             )
-            request = self._request(self._buffer.copy(), final=False, commits=window)
+            request = self._request(self._buf.samples.copy(), final=False, commits=window)
             self._inflight_window = window
             self._inflight_whole = window
         else:
@@ -409,7 +406,7 @@ class ASRProcessor:
         """A request for ``audio`` (the buffer's head). ``final`` and ``commits`` requests commit
         what they hear without waiting for agreement, so they get the final beam size."""
         self._next_request_id += 1
-        start_s = self._anchors[0][1] / SAMPLE_RATE
+        start_s = self._buf.start_s
         return InferenceRequest(
             audio=audio,
             offset_s=start_s,
@@ -421,7 +418,7 @@ class ASRProcessor:
             ),
             final=final,
             request_id=self._next_request_id,
-            runs=tuple((b / SAMPLE_RATE, s / SAMPLE_RATE) for b, s in self._anchors),
+            runs=self._buf.runs_s,
         )
 
     def _prompt(self, before_s: float) -> str:
@@ -431,14 +428,7 @@ class ASRProcessor:
         return text[-self.options.prompt_chars :].lstrip()
 
     def _append(self, samples: Float32Array, stream_start: int) -> None:
-        n = self._buffer.shape[0]
-        if not n:
-            self._anchors = [(0, stream_start)]
-        else:
-            b, s = self._anchors[-1]
-            if s + (n - b) != stream_start:
-                self._anchors.append((n, stream_start))
-        self._buffer = np.concatenate([self._buffer, samples]) if n else samples.copy()
+        self._buf.append(samples, stream_start)
         self._new_samples += samples.shape[0]
         self._dirty = True
 
@@ -452,34 +442,7 @@ class ASRProcessor:
 
     def _mark_final(self) -> None:
         if self._dirty or self._hypothesis:
-            self._final_until = self._buffer.shape[0]
-
-    def _to_buffer_index(self, stream_s: float) -> int:
-        """Buffer index of a stream time (a time in a gap maps to the next run's start)."""
-        target = stream_s * SAMPLE_RATE
-        index = 0
-        for i, (b, s) in enumerate(self._anchors):
-            run_end = (
-                self._anchors[i + 1][0] if i + 1 < len(self._anchors) else self._buffer.shape[0]
-            )
-            if target < s:
-                return index  # before this run: inside the previous run, or in the gap
-            index = int(round(b + min(target - s, run_end - b)))
-        return index
-
-    def _snap_to_run_start(self, at_s: float) -> float:
-        """Move a trimming cut to the start of the next speech run when the rest of its run is
-        already committed, so the buffer starts at a speech onset (with its VAD padding) rather
-        than at a word boundary. Measured: 1.3 WER points better on the long-form files."""
-        target = at_s * SAMPLE_RATE
-        for i, (b, s) in enumerate(self._anchors[:-1]):
-            b_next, s_next = self._anchors[i + 1]
-            run_end_s = (s + (b_next - b)) / SAMPLE_RATE
-            if s <= target < s_next:
-                if self._committed_end_s >= run_end_s - _RUN_TAIL_S:
-                    return float(s_next) / SAMPLE_RATE
-                return at_s
-        return at_s
+            self._final_until = len(self._buf)
 
     def _decode_again_from(self, at_s: float, request: InferenceRequest) -> None:
         """A final decode skipped speech from ``at_s``: cut the buffer there and decode the rest
@@ -565,19 +528,7 @@ class ASRProcessor:
     @property
     def _uncommitted_s(self) -> float:
         """Seconds of buffered audio after the last committed word."""
-        committed = self._to_buffer_index(self._committed_end_s) if self._anchors else 0
-        return float(self._buffer.shape[0] - committed) / SAMPLE_RATE
-
-    @property
-    def _buffer_start_s(self) -> float:
-        return self._anchors[0][1] / SAMPLE_RATE if self._anchors else 0.0
-
-    @property
-    def _buffer_end_s(self) -> float:
-        if not self._anchors:
-            return 0.0
-        b, s = self._anchors[-1]
-        return float(s + self._buffer.shape[0] - b) / SAMPLE_RATE
+        return self._buf.seconds_after(self._committed_end_s)
 
     def _bound_buffer(
         self,
@@ -597,14 +548,14 @@ class ASRProcessor:
         if self.buffer_duration_s > opts.buffer_trimming_s:
             # Cut at the end of a complete segment that lies in committed text, else at the end
             # of the committed text when nothing uncommitted starts before it.
-            start = self._buffer_start_s
+            start = self._buf.start_s
             inside = [e for e in segment_ends[:-1] if start < e <= self._committed_end_s + _EPS_S]
             if inside:
-                self._cut(self._snap_to_run_start(max(inside)))
+                self._cut(self._buf.snap_to_run_start(max(inside), self._committed_end_s))
             elif self._committed_end_s > start and (
                 not self._hypothesis or self._hypothesis[0].start >= self._committed_end_s - _EPS_S
             ):
-                self._cut(self._snap_to_run_start(self._committed_end_s))
+                self._cut(self._buf.snap_to_run_start(self._committed_end_s, self._committed_end_s))
             elif not heard and not self._hypothesis:
                 # The decode heard nothing at all: drop what it covered but its last second.
                 self._cut(decoded_end - opts.min_chunk_s)
@@ -612,45 +563,35 @@ class ASRProcessor:
             return ()
         # Agreement stalled: commit up to the last complete segment and cut there, and never keep
         # more than max_buffer_s - min_chunk_s.
-        limit = self._buffer_end_s - (opts.max_buffer_s - opts.min_chunk_s)
+        limit = self._buf.end_s - (opts.max_buffer_s - opts.min_chunk_s)
         if limit >= decoded_end - _EPS_S:
             # Audio piled up beyond this decode: the next request decodes the oldest window and
             # commits it (see next_request); cutting here would drop undecoded audio.
             return ()
-        complete = [e for e in segment_ends[:-1] if e > self._buffer_start_s]
-        ripe = [w.end for w in self._hypothesis if w.end <= self._buffer_end_s - opts.min_chunk_s]
+        complete = [e for e in segment_ends[:-1] if e > self._buf.start_s]
+        ripe = [w.end for w in self._hypothesis if w.end <= self._buf.end_s - opts.min_chunk_s]
         if complete:
             cut = max(complete)
         elif ripe:
             cut = max(ripe)
         else:
-            cut = self._buffer_end_s - opts.buffer_trimming_s
+            cut = self._buf.end_s - opts.buffer_trimming_s
         cut = min(max(cut, limit), decoded_end)
         committed = self._commit([w for w in self._hypothesis if w.end <= cut + _EPS_S])
         self._hypothesis = [w for w in self._hypothesis if w.end > cut + _EPS_S]
         self._previous.clear()
         self._previous.append(self._hypothesis)
         self._cut(cut)
-        excess = self._buffer.shape[0] - int((opts.max_buffer_s - opts.min_chunk_s) * SAMPLE_RATE)
+        excess = len(self._buf) - int((opts.max_buffer_s - opts.min_chunk_s) * SAMPLE_RATE)
         if excess > 0:  # the cut fell in a gap between speech runs; never cut undecoded audio
-            self._cut_samples(min(excess, self._to_buffer_index(decoded_end)))
+            self._cut_samples(min(excess, self._buf.index_of(decoded_end)))
         return committed
 
     def _cut(self, at_s: float) -> None:
-        self._cut_samples(self._to_buffer_index(at_s))
+        self._cut_samples(self._buf.index_of(at_s))
 
     def _cut_samples(self, n: int) -> None:
-        n = max(0, min(n, self._buffer.shape[0]))
-        if not n:
-            return
-        self._buffer = self._buffer[n:].copy()
-        anchors = []
-        for i, (b, s) in enumerate(self._anchors):
-            run_end = self._anchors[i + 1][0] if i + 1 < len(self._anchors) else None
-            if run_end is not None and run_end <= n:
-                continue
-            anchors.append((0, s + n - b) if b < n else (b - n, s))
-        self._anchors = anchors if self._buffer.shape[0] else []
+        n = self._buf.cut_samples(n)
         if self._final_until is not None:
             self._final_until = max(0, self._final_until - n)
 
