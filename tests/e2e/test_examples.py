@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import REPO, timeout
-from tests.e2e.conftest import WER_MARGIN, Utterance, record, wer
+from tests.e2e.conftest import SERVER_WER_MARGIN, WER_MARGIN, Utterance, record, wer
 from tests.integration.conftest import RunningServer, running_server
 from whisper_streaming import ProcessorOptions, load_backend
 from whisper_streaming.audio import decode_file, float32_to_pcm16
@@ -62,6 +62,7 @@ def speech(
 
 
 def _check(name: str, speech: Speech, text: str) -> None:
+    """The transcript of ``speech`` is within the engine's bound; kept as an artifact."""
     got = wer([speech.reference], [text])
     record(name, {"wer": got, "offline_wer": speech.offline_wer, "text": text})
     assert got <= speech.offline_wer + WER_MARGIN, (got, speech.offline_wer, text)
@@ -122,15 +123,17 @@ def test_nodejs_client_errors_clearly(tmp_path: Path) -> None:
 
 
 def test_python_example_transcribes_a_file(
-    server: RunningServer, longform: list[Utterance], speech: Speech
+    server: RunningServer, longform: list[Utterance], offline_texts: dict[Path, str]
 ) -> None:
-    """examples/python-client.py streams the six files over the JSON protocol (--fast): within
-    the engine's bound; --duration stops early."""
+    """examples/python-client.py streams a file over the JSON protocol (--fast), and --duration
+    stops early. One file: a net for breakage (the Node test holds the same protocol path to
+    the engine's bound over all six files)."""
+    utt = longform[2]
     proc = subprocess.run(
         [
             sys.executable,
             str(EXAMPLES / "python-client.py"),
-            str(speech.wav),
+            str(utt.path),
             "--fast",
             "--url",
             f"ws://127.0.0.1:{server.port}/ws/transcribe",
@@ -140,8 +143,8 @@ def test_python_example_transcribes_a_file(
         timeout=timeout(300),
     )
     assert proc.returncode == 0, proc.stderr
-    _check("python_client", speech, proc.stdout.strip())
-    utt = longform[2]
+    offline_wer = wer([utt.reference], [offline_texts[utt.path]])
+    assert wer([utt.reference], [proc.stdout.strip()]) <= offline_wer + SERVER_WER_MARGIN
     short = subprocess.run(
         [
             sys.executable,
