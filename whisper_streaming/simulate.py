@@ -53,7 +53,7 @@ def simulate(
     proc = ASRProcessor(options)
     result = SimulationResult()
     step = int(proc.options.min_chunk_s * SAMPLE_RATE)
-    sizes = iter(chunks_s or ())
+    sizes = iter(chunks_s if chunks_s is not None else ())
 
     def run_due() -> bool:
         while (req := proc.next_request()) is not None:

@@ -125,6 +125,23 @@ def test_trimming_keeps_committed_audio_out_of_the_buffer() -> None:
         assert req.duration_s <= 12.0
 
 
+@pytest.mark.parametrize("policy", ["segments", "local_agreement"])
+def test_uneven_chunks_give_the_exact_transcript(policy: str) -> None:
+    """simulate(chunks_s=...) feeds uneven chunks (as a busy server sees them); with either
+    commit policy, the buffer stays trimmed and the transcript is exact."""
+    sentences = " ".join(f"w{i}a w{i}b w{i}c w{i}d w{i}e w{i}f." for i in range(30))
+    timeline = timeline_from_text(sentences, start_s=0.3)
+    backend = ScriptedBackend(timeline=timeline)
+    options = ProcessorOptions(use_vad=False, commit_policy=policy, commit_window_s=4.0)
+    rng = random.Random(7)
+    sizes = [rng.uniform(0.3, 2.5) for _ in range(200)]
+    result = simulate(tone(timeline[-1].end + 1.0), backend, options, chunks_s=sizes)
+    assert result.text == words_text(timeline)
+    assert result.max_request_s <= 15.0 + 4.0 + 2.5 + 1.0
+    with pytest.raises(ValueError, match="positive"):
+        simulate(tone(2.0), backend, options, chunks_s=[1.0, 0.0])
+
+
 def test_cap_holds_when_hypotheses_never_agree() -> None:
     """With hypotheses that never agree, text is still committed and the buffer stays capped."""
     rng = random.Random(7)
