@@ -61,7 +61,7 @@ e2e: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest tests/e2e -q
 
 test: lint $(VENV)/.installed-compat
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=10
 
 # Defaults finish in under 10 minutes on 2 CPU cores; see bench/README.md for the options.
 bench: $(VENV)/.installed-dev
