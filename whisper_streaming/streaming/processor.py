@@ -324,7 +324,8 @@ class ASRProcessor:
             committed = self._agree(new)
         self._segment_done = any(e > self._committed_end_s + _EPS_S for e in segment_ends[:-1])
         heard = bool(words) or skipped_at is not None  # a skip means there was speech
-        committed += self._bound_buffer(segment_ends, request, heard=heard, catching_up=window)
+        catching_up = window and not whole  # a piled-up window: the hard cap waits
+        committed += self._bound_buffer(segment_ends, request, heard=heard, catching_up=catching_up)
         ends = tuple(e for e in segment_ends if e <= self._committed_end_s + _EPS_S)
         return self._update(committed, ends, utterance_end=request.final, final=self._check_done())
 
@@ -379,7 +380,8 @@ class ASRProcessor:
         window_end = request.to_stream_s(request.duration_s)
         if skipped_at is not None:
             window_end = min(window_end, skipped_at + self.options.min_chunk_s)
-            self._shorter_window = True  # the same window would skip the same way again
+            # The same piled-up window would skip the same way again.
+            self._shorter_window = not whole
         complete = [e for e in segment_ends[:-1] if e <= window_end]
         if whole:
             # Only at a segment end past the committed text: a long utterance is never cut
