@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from dataclasses import dataclass
@@ -11,7 +12,7 @@ import jiwer
 import pytest
 from whisper_normalizer.english import EnglishTextNormalizer
 
-from whisper_streaming.audio import decode_file
+from whisper_streaming.audio import SAMPLE_RATE, decode_file
 from whisper_streaming.backends import load_backend
 from whisper_streaming.backends.base import ASRBackend, InferenceRequest, Transcription
 
@@ -50,6 +51,28 @@ def record(name: str, data: object) -> None:
 class Utterance:
     path: Path
     reference: str
+
+    @property
+    def duration_s(self) -> float:
+        return _duration_s(self.path)
+
+
+@functools.cache
+def _duration_s(path: Path) -> float:
+    return decode_file(path).shape[0] / SAMPLE_RATE
+
+
+def balanced_groups(utts: list[Utterance], count: int) -> list[list[Utterance]]:
+    """``utts`` split into ``count`` groups of about equal total duration (longest first into
+    the shortest group), each kept in the original order: real-time tests then end together."""
+    groups: list[list[Utterance]] = [[] for _ in range(count)]
+    totals = [0.0] * count
+    for utt in sorted(utts, key=lambda u: u.duration_s, reverse=True):
+        i = totals.index(min(totals))
+        groups[i].append(utt)
+        totals[i] += utt.duration_s
+    order = {u.path: n for n, u in enumerate(utts)}
+    return [sorted(g, key=lambda u: order[u.path]) for g in groups if g]
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO, timeout
-from tests.e2e.conftest import WER_MARGIN, Utterance, record, wer
+from tests.e2e.conftest import WER_MARGIN, Utterance, balanced_groups, record, wer
 from tests.integration.conftest import RunningServer, running_server
 from whisper_streaming import ProcessorOptions, load_backend
 from whisper_streaming.audio import decode_file
@@ -73,7 +73,7 @@ def test_three_clients_at_once_get_their_own_transcripts(
     """Three clients stream at once in real time, each file after file, so that together they
     cover every long-form file (the engine test's set): no cross-talk, and the WER over all files
     within the engine's bound (WER_MARGIN over offline)."""
-    queues = [longform[i::CLIENTS] for i in range(CLIENTS)]
+    queues = balanced_groups(longform, CLIENTS)
     done: dict[Path, TranscriptionClient] = {}
     errors: list[BaseException] = []
 

@@ -188,6 +188,9 @@ class _JsonConnection:
         recording = self.recording
         if recording is None:
             return
+        tail = recording.resampler.flush()  # the last millisecond, held for the filter
+        if tail.size and recording.session.state is SessionState.STREAMING:
+            recording.session.feed(tail)
         recording.session.finish()
         if wait and recording.sender is not None:
             try:

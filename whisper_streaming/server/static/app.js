@@ -118,7 +118,11 @@ async function startMicrophone() {
   }
   let stream;
   try {
-    stream = await navigator.mediaDevices.getUserMedia({ audio: { channelCount: 1 } });
+    stream = await navigator.mediaDevices.getUserMedia({
+      // Raw audio: echo cancellation, noise suppression and automatic gain control are tuned
+      // for calls and cost the recogniser accuracy.
+      audio: { channelCount: 1, echoCancellation: false, noiseSuppression: false, autoGainControl: false },
+    });
   } catch (err) {
     const denied = err.name === "NotAllowedError" || err.name === "SecurityError";
     const missing = err.name === "NotFoundError" || err.name === "OverconstrainedError";
