@@ -70,9 +70,14 @@ CLIENTS = 3
 def test_three_clients_at_once_get_their_own_transcripts(
     server: RunningServer, longform: list[Utterance], offline_texts: dict[Path, str]
 ) -> None:
-    """Three clients stream at once in real time, each file after file, so that together they
-    cover every long-form file (the engine test's set): no cross-talk, and the WER over all files
-    within the engine's bound (WER_MARGIN over offline)."""
+    """Three clients stream at once, each file after file, so that together they cover every
+    long-form file (the engine test's set): no cross-talk, and the WER over all files within the
+    engine's bound (WER_MARGIN over offline).
+
+    The clients send as fast as the server takes audio (``fast``): three sessions compete for
+    the model the whole time, in 15 s instead of 2.8 min. Three streams in real time, with
+    their latency, are test_browser's three fake microphones (same server, JSON protocol); one
+    real-time WhisperLive stream is the stock-client test below."""
     queues = balanced_groups(longform, CLIENTS)
     done: dict[Path, TranscriptionClient] = {}
     errors: list[BaseException] = []
@@ -80,7 +85,7 @@ def test_three_clients_at_once_get_their_own_transcripts(
     def run(files: list[Utterance]) -> None:
         try:
             for utt in files:
-                client = TranscriptionClient("127.0.0.1", server.port, show=None)
+                client = TranscriptionClient("127.0.0.1", server.port, show=None, fast=True)
                 client(str(utt.path))
                 done[utt.path] = client
         except BaseException as exc:  # reported below
@@ -102,7 +107,6 @@ def test_three_clients_at_once_get_their_own_transcripts(
         own = wer([refs[i]], [hyp])
         assert all(own < wer([refs[j]], [hyp]) - 0.5 for j in range(len(refs)) if j != i)
     names = [u.path.name for u in longform]
-    tails = [done[u.path].final_received_at - done[u.path].last_audio_sent_at for u in longform]
     record(
         "server_three_clients",
         {
@@ -111,7 +115,7 @@ def test_three_clients_at_once_get_their_own_transcripts(
             "streaming_wer": stream_wer,
             "offline_wer": offline_wer,
             "per_file_wer": {n: wer([r], [h]) for n, r, h in zip(names, refs, hyps, strict=True)},
-            "last_audio_to_final_s": tails,
+            "sent": "fast",
             "transcripts": dict(zip(names, hyps, strict=True)),
         },
     )
