@@ -5,6 +5,8 @@ from whisper_streaming.streaming.hypothesis import (
     agreed_prefix_length,
     drop_committed,
     find_skipped_speech,
+    first_words,
+    heard_segments,
     is_hallucination,
     normalize_word,
 )
@@ -129,3 +131,31 @@ def test_find_skipped_speech() -> None:
     assert find_skipped_speech(ws, None, 2.0) is None
     # A long first word at the very start: decoding again from there would not move forward.
     assert find_skipped_speech([Word(" a", 0.0, 3.0), *words("b", start=3.0)], None, 2.0) is None
+
+
+def _segment(text: str, start: float, **kw: float) -> Segment:
+    ws = tuple(words(text, start))
+    return Segment(ws[0].start, ws[-1].end, text, ws, **kw)
+
+
+def test_heard_segments_drops_silent_and_invented_segments_and_bare_punctuation() -> None:
+    """Whisper's silence rule needs both a high no-speech probability and a low log-probability;
+    invented segments go by the hallucination filter; punctuation alone is not a word."""
+    speech = _segment("hello there", 0.0, no_speech_prob=0.9, avg_logprob=-0.2)
+    silent = _segment("thank you", 2.0, no_speech_prob=0.9, avg_logprob=-1.5)
+    fake = tuple(Word(" Thank", 3.32, 3.32, 0.01) for _ in range(4))
+    invented = Segment(3.32, 3.64, "", fake, no_speech_prob=0.5, avg_logprob=-1.1)
+    dots = Segment(4.0, 5.0, "yes ...", (Word(" yes", 4.0, 4.4), Word(" ...", 4.5, 4.9)))
+    kept = heard_segments(
+        [speech, silent, invented, dots], no_speech_threshold=0.6, logprob_threshold=-1.0
+    )
+    assert [[w.word.strip() for w in seg] for seg in kept] == [["hello", "there"], ["yes"]]
+
+
+def test_first_words_maps_times_and_reports_segment_ends() -> None:
+    """Words after the limit are left out, and so is the end of a segment that keeps none."""
+    segs = [words("a b", 0.0), words("c d", 2.0), words("e", 4.0)]
+    kept, ends = first_words(segs, 3, lambda t: t + 10.0)
+    assert [(w.word.strip(), w.start) for w in kept] == [("a", 10.0), ("b", 10.5), ("c", 12.0)]
+    assert ends == (10.9, 12.4)
+    assert first_words(segs, 0, lambda t: t) == ([], ())

@@ -6,8 +6,9 @@ and removal of words that repeat the end of the committed text.
 
 from __future__ import annotations
 
+import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from ..backends.base import Segment, Word
 
@@ -15,10 +16,14 @@ __all__ = [
     "agreed_prefix_length",
     "drop_committed",
     "find_skipped_speech",
+    "first_words",
+    "heard_segments",
     "is_hallucination",
     "normalize_word",
     "words_text",
 ]
+
+logger = logging.getLogger(__name__)
 
 _NON_WORD = re.compile(r"[^\w']+")
 
@@ -164,3 +169,47 @@ def is_hallucination(
     anomalous = score >= 3 or score + 0.01 >= len(words)
     unsure = segment.avg_logprob < max_logprob or segment.no_speech_prob > min_no_speech_prob
     return anomalous and unsure
+
+
+def heard_segments(
+    segments: Sequence[Segment], *, no_speech_threshold: float, logprob_threshold: float
+) -> list[list[Word]]:
+    """The words of each segment worth keeping, in decode order.
+
+    A segment is dropped when it looks silent (no-speech probability above the threshold and
+    average log-probability below its threshold, Whisper's own rule) or invented
+    (:func:`is_hallucination`). A "word" of punctuation alone is noise (seen on white noise
+    without VAD) and is dropped too.
+    """
+    kept: list[list[Word]] = []
+    for seg in segments:
+        if (
+            seg.no_speech_prob > no_speech_threshold and seg.avg_logprob < logprob_threshold
+        ) or is_hallucination(seg):
+            logger.debug(
+                "dropped segment %r (no_speech %.2f, logprob %.2f)",
+                seg.text,
+                seg.no_speech_prob,
+                seg.avg_logprob,
+            )
+            continue
+        kept.append([w for w in seg.words if normalize_word(w.word)])
+    return kept
+
+
+def first_words(
+    segments_words: Sequence[Sequence[Word]], limit: int, to_stream_s: Callable[[float], float]
+) -> tuple[list[Word], tuple[float, ...]]:
+    """The first ``limit`` words, with times mapped by ``to_stream_s``, and the (mapped) end of
+    every segment that keeps at least one of them."""
+    words: list[Word] = []
+    ends: list[float] = []
+    for seg_words in segments_words:
+        mapped = [
+            Word(w.word, to_stream_s(w.start), to_stream_s(w.end), w.probability)
+            for w in seg_words[: max(0, limit - len(words))]
+        ]
+        if mapped:
+            words.extend(mapped)
+            ends.append(mapped[-1].end)
+    return words, tuple(ends)

@@ -43,8 +43,8 @@ from .hypothesis import (
     agreed_prefix_length,
     drop_committed,
     find_skipped_speech,
-    is_hallucination,
-    normalize_word,
+    first_words,
+    heard_segments,
     words_text,
 )
 
@@ -462,21 +462,11 @@ class ASRProcessor:
         Also returns where the model skipped speech (stream time), if it did: the words from
         there on are left out.
         """
-        kept: list[list[Word]] = []
-        for seg in result.segments:
-            if (
-                seg.no_speech_prob > self.options.no_speech_threshold
-                and seg.avg_logprob < self.options.logprob_threshold
-            ) or is_hallucination(seg):
-                logger.debug(
-                    "dropped segment %r (no_speech %.2f, logprob %.2f)",
-                    seg.text,
-                    seg.no_speech_prob,
-                    seg.avg_logprob,
-                )
-                continue
-            # A "word" of punctuation alone is noise (seen on white noise without VAD).
-            kept.append([w for w in seg.words if normalize_word(w.word)])
+        kept = heard_segments(
+            result.segments,
+            no_speech_threshold=self.options.no_speech_threshold,
+            logprob_threshold=self.options.logprob_threshold,
+        )
         audio_words = [w for seg_words in kept for w in seg_words]
         skip = find_skipped_speech(
             audio_words,
@@ -493,18 +483,7 @@ class ASRProcessor:
             else:
                 self._last_skip_s = skipped_at
         limit = skip[0] if skip is not None else len(audio_words)
-        words: list[Word] = []
-        ends: list[float] = []
-        for seg_words in kept:
-            mapped = [
-                Word(
-                    w.word, request.to_stream_s(w.start), request.to_stream_s(w.end), w.probability
-                )
-                for w in seg_words[: max(0, limit - len(words))]
-            ]
-            if mapped:
-                words.extend(mapped)
-                ends.append(mapped[-1].end)
+        words, ends = first_words(kept, limit, request.to_stream_s)
         if skipped_at is not None:
             logger.debug(
                 "decode #%d skipped speech at %.2f s: kept %r",
@@ -512,7 +491,7 @@ class ASRProcessor:
                 skipped_at,
                 words_text(words),
             )
-        return words, tuple(ends), skipped_at
+        return words, ends, skipped_at
 
     def _new_words(self, words: Sequence[Word]) -> list[Word]:
         return drop_committed(
