@@ -108,27 +108,29 @@ def resample(samples: npt.ArrayLike, from_rate: int, to_rate: int = SAMPLE_RATE)
     return np.concatenate([resampler.process(arr), resampler.flush()])
 
 
+_MAX_PHASES = 1024
+
+
 @functools.lru_cache(maxsize=16)
-def _filter_bank(
-    from_rate: int, to_rate: int, zero_crossings: int
-) -> tuple[int, int, Float32Array]:
+def _filter_bank(from_rate: int, to_rate: int, zero_crossings: int) -> tuple[int, Float32Array]:
     """The windowed-sinc weights of :class:`StreamingResampler`, shared by its instances.
 
-    Returns the kernel's half-width in input samples, the phase step, and one row of weights
-    per phase: output positions repeat their fractional part with period ``to_rate / gcd``.
+    Returns the kernel's half-width in input samples and one row of weights per phase (the
+    fractional part of an output's position in the input). Positions repeat with period
+    ``to_rate / gcd``: 1 phase for 48 kHz, 160 for 44.1 kHz. Odd rates (16000 phases for
+    47999 Hz) are rounded to the nearest of 1024 phases, under 1/2048 of an input sample.
     """
     cutoff = 0.95 * min(1.0, to_rate / from_rate)  # fraction of the input's Nyquist rate
     half = int(np.ceil(zero_crossings / cutoff))
     taps = np.arange(-half + 1, half + 1)
-    phase_div = math.gcd(from_rate, to_rate)
-    phases = np.arange(to_rate // phase_div) * phase_div / to_rate
-    t = phases[:, None] - taps[None, :]
+    count = min(to_rate // math.gcd(from_rate, to_rate), _MAX_PHASES)
+    t = (np.arange(count) / count)[:, None] - taps[None, :]
     w = cutoff * np.sinc(cutoff * t)
     w *= 0.42 + 0.5 * np.cos(np.pi * t / half) + 0.08 * np.cos(2 * np.pi * t / half)  # Blackman
     w /= w.sum(axis=1, keepdims=True)  # exact gain 1 at DC
     table: Float32Array = w.astype(np.float32)
     table.flags.writeable = False
-    return half, phase_div, table
+    return half, table
 
 
 class StreamingResampler:
@@ -152,7 +154,7 @@ class StreamingResampler:
             raise AudioError(f"sample rates must be positive, got {from_rate} -> {to_rate}")
         self.from_rate = from_rate
         self.to_rate = to_rate
-        self._half, self._phase_div, self._table = _filter_bank(from_rate, to_rate, zero_crossings)
+        self._half, self._table = _filter_bank(from_rate, to_rate, zero_crossings)
         self._taps = np.arange(-self._half + 1, self._half + 1)
         # Input before the stream starts reads as silence.
         self._buf: Float32Array = np.zeros(self._half, np.float32)
@@ -189,9 +191,16 @@ class StreamingResampler:
         if stop <= self._produced:
             return np.zeros(0, np.float32)
         n = np.arange(self._produced, stop, dtype=np.int64)
-        # Output n sits at input position n * from / to: an integer part and a phase.
+        # Output n sits at input position n * from / to: an integer part and a phase (rounded
+        # to the nearest row of the table; exact when the table has a row per phase).
         first = (n * self.from_rate) // self.to_rate
-        phase = (n * self.from_rate) % self.to_rate // self._phase_div
+        phases = self._table.shape[0]
+        phase = ((n * self.from_rate) % self.to_rate * 2 * phases + self.to_rate) // (
+            2 * self.to_rate
+        )
+        wrap = phase == phases
+        first += wrap
+        phase[wrap] = 0
         index = first[:, None] + self._taps[None, :]
         out: Float32Array = np.einsum(
             "ij,ij->i", self._buf[index - self._base], self._table[phase]
