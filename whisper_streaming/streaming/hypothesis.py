@@ -1,7 +1,8 @@
-"""LocalAgreement commit policy helpers (Machacek et al., 2023).
+"""What a decode heard: pure functions over :class:`Segment` and :class:`Word` lists.
 
-Pure functions over :class:`Word` lists: word normalisation, the agreed prefix of two hypotheses,
-and removal of words that repeat the end of the committed text.
+Word normalisation, the agreed prefix of two hypotheses (LocalAgreement, Machacek et al., 2023),
+removal of words that repeat the end of the committed text, the segments worth keeping (silence
+and hallucination filters), and where a decode skipped speech.
 """
 
 from __future__ import annotations
