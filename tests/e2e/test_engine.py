@@ -24,8 +24,9 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture(scope="module")
 def streamed(longform: list[Utterance]) -> dict[Path, SimulationResult]:
     """Each long-form file streamed in 1.0 s chunks with the default options (VAD on), issue
-    #2's criterion. A loaded server sees uneven chunks instead: the three-client server test
-    covers that, and `simulate(chunks_s=...)` measures it (README, accuracy tables).
+    #2's criterion. A loaded server sees uneven chunks instead: the browser test's three
+    real-time streams cover that, and `simulate(chunks_s=...)` measures it (README, accuracy
+    tables).
 
     Two files at a time, one thread each: a greedy decode keeps one core busy, not two."""
     backend = load_backend("faster_whisper", model="tiny.en", cpu_threads=1, num_workers=2)
