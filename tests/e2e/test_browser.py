@@ -9,7 +9,7 @@ import wave
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
@@ -206,3 +206,96 @@ def test_demo_page_transcribes_the_fake_microphone(
         own = wer([refs[i]], [text])
         assert all(own < wer([refs[j]], [text]) - 0.5 for j in range(len(refs)) if j != i)
     assert stream_wer <= offline_wer + WER_MARGIN, (stream_wer, offline_wer, texts)
+
+
+JFK = (
+    "And so, my fellow Americans, ask not what your country can do for you, "
+    "ask what you can do for your country."
+)
+_STATUS = "document.getElementById('status').textContent"
+
+
+def _open_demo(browser: Browser, port: int, **context: Any) -> Page:
+    page = browser.new_context(**context).new_page()
+    page.goto(f"http://127.0.0.1:{port}/")
+    page.wait_for_function(f"{_STATUS}.startsWith('Ready')", timeout=timeout(30) * 1000)
+    return page
+
+
+def test_demo_page_transcribes_a_file_and_explains_microphone_errors(
+    server: RunningServer, testdata: Path
+) -> None:
+    """The "Transcribe a file" button decodes a file in the browser (jfk.flac: 44.1 kHz stereo,
+    mixed down and resampled by the page) and streams it; a denied or missing microphone gets
+    a clear message instead of a silent failure."""
+    _require_browser()
+    from playwright.sync_api import sync_playwright
+
+    base = ["--no-sandbox", "--disable-background-networking", "--disable-component-update"]
+    base += ["--disable-gpu", "--no-first-run"]
+    with sync_playwright() as p:
+        # A microphone exists (fake device), but the page is not allowed to use it.
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[*base, "--use-fake-device-for-media-stream"],
+        )
+        try:
+            page = _open_demo(browser, server.port, permissions=[])
+            page.click("#mic")
+            page.wait_for_function(f"{_STATUS}.includes('denied')", timeout=timeout(10) * 1000)
+            assert "allow it in the browser" in page.inner_text("#status")
+        finally:
+            browser.close()
+        # No microphone at all (this machine has no audio device).
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=base)
+        try:
+            page = _open_demo(browser, server.port, permissions=["microphone"])
+            page.click("#mic")
+            page.wait_for_function(
+                f"{_STATUS}.startsWith('No microphone')", timeout=timeout(10) * 1000
+            )
+            assert "transcribe a file instead" in page.inner_text("#status")
+            assert not page.is_disabled("#file")
+            page.set_input_files("#file", str(testdata / "jfk" / "jfk.flac"))
+            page.wait_for_selector("body[data-stopped=true]", timeout=timeout(90) * 1000)
+            text = page.inner_text("#final")
+            metrics = page.evaluate("window.demoMetrics")
+        finally:
+            browser.close()
+    record("browser_file_button", {"text": text, "metrics": metrics})
+    assert wer([JFK], [text]) <= 0.2, text
+    assert text.rstrip(" .").lower().endswith("for your country")
+    assert metrics["words"] >= 20 and metrics["averageLatencyS"] is not None
+
+
+def test_demo_page_reconnects_with_backoff() -> None:
+    """When the server goes away the page says so, retries after 0.5, 1, 2 s ..., and is usable
+    again as soon as a server answers on the same address."""
+    _require_browser()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu"]
+        )
+        try:
+            with running_server() as first:
+                port = first.port
+                page = _open_demo(browser, port)
+                assert not page.is_disabled("#mic")
+            seen: list[str] = []
+            deadline = time.monotonic() + 4.0
+            while time.monotonic() < deadline:
+                status = page.inner_text("#status")
+                if not seen or seen[-1] != status:
+                    seen.append(status)
+                time.sleep(0.1)
+            assert page.is_disabled("#mic") and page.is_disabled("#file")
+            delays = [float(s.split("reconnecting in ")[1].split(" s")[0]) for s in seen]
+            assert delays[:3] == [0.5, 1.0, 2.0], seen
+            with running_server(port=port):
+                page.wait_for_function(f"{_STATUS}.startsWith('Ready')", timeout=timeout(20) * 1000)
+                assert not page.is_disabled("#mic")
+        finally:
+            browser.close()

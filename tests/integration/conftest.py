@@ -70,9 +70,10 @@ def running_server(
     backend: ASRBackend | None = None,
     *,
     processor: ProcessorOptions | None = None,
+    port: int = 0,
     **server_kw: Any,
 ) -> Iterator[RunningServer]:
-    """Start a server on 127.0.0.1, port 0; shut it down afterwards."""
+    """Start a server on 127.0.0.1 (port 0: any free one); shut it down afterwards."""
     options = ServerOptions(**{"quiet_flush_s": 30.0, **server_kw})
     server = WhisperStreamingServer(
         backend or timeline_backend(),
@@ -83,7 +84,7 @@ def running_server(
     started = threading.Event()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
-    asyncio.run_coroutine_threadsafe(server.start("127.0.0.1", 0), loop).result(timeout(30))
+    asyncio.run_coroutine_threadsafe(server.start("127.0.0.1", port), loop).result(timeout(30))
     started.set()
     running = RunningServer(server, server.port, loop)
     try:
