@@ -269,6 +269,46 @@ def test_demo_page_transcribes_a_file_and_explains_microphone_errors(
     assert metrics["words"] >= 20 and metrics["averageLatencyS"] is not None
 
 
+def test_simple_client_page_transcribes_the_fake_microphone(
+    server: RunningServer, testdata: Path, tmp_path: Path
+) -> None:
+    """examples/simple-client.html, opened on http://localhost (no TLS), streams the microphone
+    and shows the final text."""
+    _require_browser()
+    from playwright.sync_api import sync_playwright
+
+    wav = tmp_path / "jfk.wav"
+    with wave.open(str(wav), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes(float32_to_pcm16(decode_file(testdata / "jfk" / "jfk.flac")))
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=_chromium_args(wav)
+        )
+        try:
+            page = browser.new_page()
+            page.goto(f"http://localhost:{server.port}/examples/simple-client.html")
+            page.wait_for_function(
+                "document.getElementById('status').textContent === 'ready'",
+                timeout=timeout(30) * 1000,
+            )
+            page.click("#go")
+            time.sleep(11.5)  # jfk.flac is 11 s long; the fake microphone then loops it
+            page.click("#go")
+            # Final text arrives per segment: wait for the last words of the speech.
+            page.wait_for_function(
+                r"/for your country\W*$/i.test(document.getElementById('final').textContent)",
+                timeout=timeout(30) * 1000,
+            )
+            text = page.inner_text("#final")
+        finally:
+            browser.close()
+    record("browser_simple_client", {"text": text})
+    assert wer([JFK], [text]) <= 0.2, text
+
+
 def test_demo_page_reconnects_with_backoff() -> None:
     """When the server goes away the page says so, retries after 0.5, 1, 2 s ..., and is usable
     again as soon as a server answers on the same address."""
