@@ -10,7 +10,7 @@ const ui = {
 
 const state = {
   ws: null, ready: false, retries: 0, recording: null,
-  words: 0, segments: 0, latencySum: 0, latencyCount: 0, lastChunk: null,
+  words: 0, segments: 0, latencySum: 0, latencyCount: 0, lastChunk: null, drawPending: false,
 };
 
 function setStatus(text, isError = false) {
@@ -100,6 +100,7 @@ function showMetrics() {
 
 function sendChunk(pcm) {
   state.lastChunk = new Int16Array(pcm);
+  scheduleDraw();
   if (state.ws && state.ws.readyState === WebSocket.OPEN) state.ws.send(pcm);
 }
 
@@ -148,6 +149,7 @@ function stopCapture() {
   const rec = state.recording;
   if (!rec) return;
   state.recording = null;
+  scheduleDraw(); // back to a flat line
   if (rec.kind === "mic") {
     rec.node.disconnect();
     rec.stream.getTracks().forEach((t) => t.stop());
@@ -221,7 +223,17 @@ function drawWave() {
     g.lineTo(c.width, mid);
   }
   g.stroke();
-  requestAnimationFrame(drawWave);
+}
+
+// Redraw on the next frame only when there is something new (a chunk every ~100 ms), instead of
+// at the display's frame rate.
+function scheduleDraw() {
+  if (state.drawPending) return;
+  state.drawPending = true;
+  requestAnimationFrame(() => {
+    state.drawPending = false;
+    drawWave();
+  });
 }
 
 ui.mic.addEventListener("click", () => (state.recording ? stopCapture() : startMicrophone()));
@@ -236,5 +248,5 @@ ui.clear.addEventListener("click", () => {
   showMetrics();
 });
 
-requestAnimationFrame(drawWave);
+scheduleDraw();
 connect();
