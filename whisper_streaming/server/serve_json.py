@@ -188,7 +188,7 @@ class _JsonConnection:
         recording = self.recording
         if recording is None:
             return
-        tail = recording.resampler.flush()  # the last millisecond, held for the filter
+        tail = recording.resampler.flush()  # the last 2 ms, held back for the filter
         if tail.size and recording.session.state is SessionState.STREAMING:
             recording.session.feed(tail)
         recording.session.finish()
