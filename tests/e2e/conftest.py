@@ -5,14 +5,16 @@ from __future__ import annotations
 import functools
 import json
 import os
+import wave
 from dataclasses import dataclass
 from pathlib import Path
 
 import jiwer
+import numpy as np
 import pytest
 from whisper_normalizer.english import EnglishTextNormalizer
 
-from whisper_streaming.audio import SAMPLE_RATE, decode_file
+from whisper_streaming.audio import SAMPLE_RATE, decode_file, float32_to_pcm16
 from whisper_streaming.backends import load_backend
 from whisper_streaming.backends.base import ASRBackend, InferenceRequest, Transcription
 
@@ -69,6 +71,29 @@ class Utterance:
 @functools.cache
 def _duration_s(path: Path) -> float:
     return decode_file(path).shape[0] / SAMPLE_RATE
+
+
+JFK = (
+    "And so, my fellow Americans, ask not what your country can do for you, "
+    "ask what you can do for your country."
+)
+"""The reference text of testdata/jfk/jfk.flac."""
+
+
+def speech_wav(paths: list[Path], out: Path, *, gap_s: float, tail_s: float) -> float:
+    """The audio files one after the other, ``gap_s`` of silence between them and ``tail_s``
+    after the last, as a 16 kHz 16-bit mono wav. Returns its duration in seconds."""
+    parts: list[np.ndarray] = []
+    for i, path in enumerate(paths):
+        silence = tail_s if i == len(paths) - 1 else gap_s
+        parts += [decode_file(path), np.zeros(int(silence * SAMPLE_RATE), np.float32)]
+    samples = np.concatenate(parts)
+    with wave.open(str(out), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(SAMPLE_RATE)
+        w.writeframes(float32_to_pcm16(samples))
+    return samples.shape[0] / SAMPLE_RATE
 
 
 def balanced_groups(utts: list[Utterance], count: int) -> list[list[Utterance]]:

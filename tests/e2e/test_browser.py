@@ -5,28 +5,27 @@ from __future__ import annotations
 import os
 import shutil
 import time
-import wave
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pytest
 
 from tests.conftest import timeout
 from tests.e2e.conftest import (
     ARTIFACTS,
     AUDIO_PATH_NOISE,
+    JFK,
     WER_MARGIN,
     Utterance,
     balanced_groups,
     record,
+    speech_wav,
     wer,
 )
 from tests.integration.conftest import RunningServer, running_server
 from whisper_streaming import ProcessorOptions, load_backend
-from whisper_streaming.audio import decode_file, float32_to_pcm16
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
@@ -61,23 +60,6 @@ def server() -> Iterator[RunningServer]:
         yield srv
 
 
-def _speech_wav(utts: list[Utterance], path: Path) -> float:
-    """The files, one after the other with a pause between them, as 16-bit mono wav with
-    trailing silence (the fake microphone loops the file). Returns the wav's duration."""
-    gap = np.zeros(int(GAP_S * 16000), np.float32)
-    parts: list[np.ndarray] = []
-    for utt in utts:
-        parts += [decode_file(utt.path), gap]
-    parts[-1] = np.zeros(int(TRAILING_SILENCE_S * 16000), np.float32)
-    samples = np.concatenate(parts)
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(16000)
-        w.writeframes(float32_to_pcm16(samples))
-    return samples.shape[0] / 16000
-
-
 _CANVAS_INK = """() => {
   const c = document.getElementById('wave');
   const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
@@ -101,17 +83,35 @@ class _Tab:
     ink_rows: int = 0
 
 
+_BASE_ARGS = [
+    "--no-sandbox",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-gpu",
+    "--no-first-run",
+]
+
+
 def _chromium_args(wav: Path) -> list[str]:
+    """A fake microphone that plays ``wav``, allowed without asking."""
     return [
         "--use-fake-ui-for-media-stream",
         "--use-fake-device-for-media-stream",
         f"--use-file-for-fake-audio-capture={wav}",
-        "--no-sandbox",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-gpu",
-        "--no-first-run",
+        *_BASE_ARGS,
     ]
+
+
+_STATUS = "document.getElementById('status').textContent"
+
+
+def _open_demo(browser: Browser, port: int, **context: Any) -> Page:
+    """The demo page in a new browser context, once it says the server is ready."""
+    page = browser.new_context(**context).new_page()
+    page.goto(f"http://127.0.0.1:{port}/")
+    assert page.url.endswith("/static/index.html")
+    page.wait_for_function(f"{_STATUS}.startsWith('Ready')", timeout=timeout(30) * 1000)
+    return page
 
 
 def test_demo_page_transcribes_the_fake_microphone(
@@ -134,19 +134,16 @@ def test_demo_page_transcribes_the_fake_microphone(
     tabs = []
     for i, utts in enumerate(balanced_groups(longform, BROWSERS)):
         wav = tmp_path / f"speech-{i}.wav"
-        tabs.append(_Tab(utts, wav, _speech_wav(utts, wav)))
+        duration = speech_wav([u.path for u in utts], wav, gap_s=GAP_S, tail_s=TRAILING_SILENCE_S)
+        tabs.append(_Tab(utts, wav, duration))
     with sync_playwright() as p:
         try:
             for tab in tabs:
                 tab.browser = p.chromium.launch(
                     executable_path=CHROMIUM, headless=True, args=_chromium_args(tab.wav)
                 )
-                tab.page = tab.browser.new_page(viewport={"width": 1100, "height": 900})
-                tab.page.goto(f"http://127.0.0.1:{server.port}/")
-                assert tab.page.url.endswith("/static/index.html")
-                tab.page.wait_for_function(
-                    "document.getElementById('status').textContent.startsWith('Ready')",
-                    timeout=timeout(30) * 1000,
+                tab.page = _open_demo(
+                    tab.browser, server.port, viewport={"width": 1100, "height": 900}
                 )
             for tab in tabs:
                 assert tab.page is not None
@@ -223,20 +220,6 @@ def test_demo_page_transcribes_the_fake_microphone(
     assert stream_wer <= offline_wer + WER_MARGIN + AUDIO_PATH_NOISE, (stream_wer, offline_wer)
 
 
-JFK = (
-    "And so, my fellow Americans, ask not what your country can do for you, "
-    "ask what you can do for your country."
-)
-_STATUS = "document.getElementById('status').textContent"
-
-
-def _open_demo(browser: Browser, port: int, **context: Any) -> Page:
-    page = browser.new_context(**context).new_page()
-    page.goto(f"http://127.0.0.1:{port}/")
-    page.wait_for_function(f"{_STATUS}.startsWith('Ready')", timeout=timeout(30) * 1000)
-    return page
-
-
 def test_demo_page_transcribes_a_file_and_explains_microphone_errors(
     server: RunningServer, testdata: Path
 ) -> None:
@@ -246,14 +229,12 @@ def test_demo_page_transcribes_a_file_and_explains_microphone_errors(
     _require_browser()
     from playwright.sync_api import sync_playwright
 
-    base = ["--no-sandbox", "--disable-background-networking", "--disable-component-update"]
-    base += ["--disable-gpu", "--no-first-run"]
     with sync_playwright() as p:
         # A microphone exists (fake device), but the page is not allowed to use it.
         browser = p.chromium.launch(
             executable_path=CHROMIUM,
             headless=True,
-            args=[*base, "--use-fake-device-for-media-stream"],
+            args=[*_BASE_ARGS, "--use-fake-device-for-media-stream"],
         )
         try:
             page = _open_demo(browser, server.port, permissions=[])
@@ -263,7 +244,7 @@ def test_demo_page_transcribes_a_file_and_explains_microphone_errors(
         finally:
             browser.close()
         # No microphone at all (this machine has no audio device).
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=base)
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=_BASE_ARGS)
         try:
             page = _open_demo(browser, server.port, permissions=["microphone"])
             page.click("#mic")
@@ -293,11 +274,7 @@ def test_simple_client_page_transcribes_the_fake_microphone(
     from playwright.sync_api import sync_playwright
 
     wav = tmp_path / "jfk.wav"
-    with wave.open(str(wav), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(16000)
-        w.writeframes(float32_to_pcm16(decode_file(testdata / "jfk" / "jfk.flac")))
+    speech_wav([testdata / "jfk" / "jfk.flac"], wav, gap_s=0.0, tail_s=0.0)
     with sync_playwright() as p:
         browser = p.chromium.launch(
             executable_path=CHROMIUM, headless=True, args=_chromium_args(wav)
@@ -331,9 +308,7 @@ def test_demo_page_reconnects_with_backoff() -> None:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu"]
-        )
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=_BASE_ARGS)
         try:
             with running_server() as first:
                 port = first.port

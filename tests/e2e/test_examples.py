@@ -6,19 +6,23 @@ import os
 import shutil
 import subprocess
 import sys
-import wave
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from tests.conftest import REPO, timeout
-from tests.e2e.conftest import SERVER_WER_MARGIN, WER_MARGIN, Utterance, record, wer
+from tests.e2e.conftest import (
+    SERVER_WER_MARGIN,
+    WER_MARGIN,
+    Utterance,
+    record,
+    speech_wav,
+    wer,
+)
 from tests.integration.conftest import RunningServer, running_server
 from whisper_streaming import ProcessorOptions, load_backend
-from whisper_streaming.audio import decode_file, float32_to_pcm16
 
 pytestmark = pytest.mark.e2e
 
@@ -48,14 +52,8 @@ def speech(
     offline_texts: dict[Path, str],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Speech:
-    gap = np.zeros(16000, np.float32)
-    audio = np.concatenate([part for u in longform for part in (decode_file(u.path), gap)])
     path = tmp_path_factory.mktemp("speech") / "speech.wav"
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(16000)
-        w.writeframes(float32_to_pcm16(audio))
+    speech_wav([u.path for u in longform], path, gap_s=1.0, tail_s=1.0)
     reference = " ".join(u.reference for u in longform)
     offline = " ".join(offline_texts[u.path] for u in longform)
     return Speech(path, reference, wer([reference], [offline]))

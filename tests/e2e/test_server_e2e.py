@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO, timeout
-from tests.e2e.conftest import WER_MARGIN, Utterance, balanced_groups, record, wer
+from tests.e2e.conftest import JFK, WER_MARGIN, Utterance, balanced_groups, record, wer
 from tests.integration.conftest import RunningServer, running_server
 from whisper_streaming import ProcessorOptions, load_backend
 from whisper_streaming.audio import decode_file
@@ -25,10 +25,6 @@ pytestmark = pytest.mark.e2e
 
 SRT_BLOCK = re.compile(
     r"^(\d+)\n(\d\d:\d\d:\d\d,\d\d\d) --> (\d\d:\d\d:\d\d,\d\d\d)\n(.+?)$", re.MULTILINE | re.DOTALL
-)
-JFK = (
-    "And so, my fellow Americans, ask not what your country can do for you, "
-    "ask what you can do for your country."
 )
 
 
