@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+import struct
 
 import numpy as np
 import numpy.typing as npt
@@ -18,11 +19,13 @@ __all__ = [
     "SAMPLE_RATE",
     "Float32Array",
     "StreamingResampler",
+    "WavWriter",
     "check_samples",
     "decode_file",
     "decode_frame",
     "float32_to_pcm16",
     "pcm16_to_float32",
+    "read_wav",
     "resample",
 ]
 
@@ -214,3 +217,92 @@ class StreamingResampler:
         self._buf = self._buf[drop:]
         self._base += drop
         return out
+
+
+class WavWriter:
+    """Writes mono float32 samples to a WAV file as they come (IEEE float: lossless).
+
+    The header is rewritten with the final length on :meth:`close`. FFmpeg, SoX, browsers and
+    :func:`decode_file` read the format; Python's ``wave`` module does not.
+
+    Raises:
+        OSError: the file cannot be created.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], sample_rate: int = SAMPLE_RATE) -> None:
+        self.path = os.fspath(path)
+        self.sample_rate = sample_rate
+        self.frames = 0
+        self._file = open(self.path, "wb")  # closed in close()
+        self._file.write(self._header())
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._file.closed
+
+    def _header(self) -> bytes:
+        data = 4 * self.frames
+        fmt = struct.pack("<HHIIHHH", 3, 1, self.sample_rate, 4 * self.sample_rate, 4, 32, 0)
+        return b"".join(
+            [
+                b"RIFF",
+                struct.pack("<I", 4 + (8 + len(fmt)) + 12 + (8 + data)),
+                b"WAVE",
+                b"fmt " + struct.pack("<I", len(fmt)) + fmt,
+                b"fact" + struct.pack("<II", 4, self.frames),  # required for non-PCM formats
+                b"data" + struct.pack("<I", data),
+            ]
+        )
+
+    def write(self, samples: npt.ArrayLike) -> None:
+        """Append samples (converted to little-endian float32)."""
+        arr = np.asarray(samples, dtype="<f4").reshape(-1)
+        self._file.write(arr.tobytes())
+        self.frames += arr.shape[0]
+
+    def close(self) -> None:
+        """Write the final header and close the file. Idempotent."""
+        if self._file.closed:
+            return
+        try:
+            self._file.seek(0)
+            self._file.write(self._header())
+        finally:
+            self._file.close()
+
+
+def read_wav(path: str | os.PathLike[str]) -> tuple[Float32Array, int]:
+    """Read a mono WAV file as written by :class:`WavWriter` (float32) or 16-bit PCM, exactly
+    (:func:`decode_file` goes through 16-bit samples). Returns the samples and the sample rate.
+
+    Raises:
+        AudioError: not a mono float32 or 16-bit PCM WAV file.
+    """
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as exc:
+        raise AudioError(f"cannot read {os.fspath(path)!r}: {exc}") from exc
+    if data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        raise AudioError(f"not a WAV file: {os.fspath(path)!r}")
+    pos, fmt, samples = 12, None, None
+    while pos + 8 <= len(data):
+        kind, size = data[pos : pos + 4], struct.unpack("<I", data[pos + 4 : pos + 8])[0]
+        body = data[pos + 8 : pos + 8 + size]
+        if kind == b"fmt ":
+            fmt = struct.unpack("<HHIIHH", body[:16])
+        elif kind == b"data":
+            samples = body
+        pos += 8 + size + (size & 1)
+    if fmt is None or samples is None:
+        raise AudioError(f"WAV file without fmt or data chunk: {os.fspath(path)!r}")
+    code, channels, rate, _, _, bits = fmt
+    if channels != 1 or (code, bits) not in ((3, 32), (1, 16)):
+        raise AudioError(
+            f"{os.fspath(path)!r}: expected mono float32 or 16-bit PCM, got format {code}, "
+            f"{channels} channel(s), {bits} bits"
+        )
+    if code == 1:
+        return pcm16_to_float32(samples[: len(samples) // 2 * 2]), rate
+    return np.frombuffer(samples[: len(samples) // 4 * 4], "<f4").astype(np.float32), rate

@@ -191,6 +191,13 @@ def serve_main(argv: Sequence[str] | None = None) -> int:
         "(default: any)",
     )
     parser.add_argument(
+        "--save-audio",
+        metavar="DIR",
+        default=None,
+        help="save each session's audio, as the model receives it, to DIR/<time>-<session>.wav "
+        "(16 kHz float32 WAV)",
+    )
+    parser.add_argument(
         "--workers", type=int, default=None, help="parallel decodes (default: 2 on CPU, 1 on GPU)"
     )
     parser.add_argument(
@@ -222,6 +229,7 @@ def serve_main(argv: Sequence[str] | None = None) -> int:
                     if args.cors_origins
                     else None
                 ),
+                save_audio_dir=args.save_audio,
             ),
         )
         server.run(args.host, args.port)

@@ -178,6 +178,9 @@ class ServerOptions:
         allowed_origins: browser origins (``"https://app.example.com"``) allowed to open
             WebSockets besides the server's own pages; None allows every origin. Clients that send
             no Origin header (not browsers) are always allowed.
+        save_audio_dir: a folder where each session's audio is written as the model receives
+            it (16 kHz mono float32 WAV, after resampling), named ``<time>-<session id>.wav``, to
+            hear what the server heard; None saves nothing.
     """
 
     max_clients: int = 4
@@ -190,6 +193,7 @@ class ServerOptions:
     shutdown_timeout_s: float = 15.0
     send_last_n_segments: int = 10
     allowed_origins: tuple[str, ...] | None = None
+    save_audio_dir: str | None = None
 
     def __post_init__(self) -> None:
         _require(self.max_clients >= 1, f"max_clients must be >= 1, got {self.max_clients}")

@@ -28,12 +28,14 @@ WhisperLive clients at once through the server, to whole files sent through the 
 to the demo page in three browsers at once (real time), and to the Node example streaming the
 six files over the JSON protocol."""
 
-AUDIO_PATH_NOISE = 0.011
-"""How far the offline WER of the six files moves when the audio changes imperceptibly (session
-4, backend's offline decode): source 13.12%, resampled 16 -> 44.1 -> 16 kHz 12.07%, gain 0.9
-12.83%, white noise at -50 dB 12.36%. The demo page's audio is such a change (Chromium resamples
-it to the AudioContext's rate, the server back to 16 kHz), so its test allows this on top of
-WER_MARGIN and reports whether the strict bound held."""
+AUDIO_PATH_LIMIT = 0.05
+"""The demo page's test checks the engine's bound against offline decoding of the audio the server
+actually received (saved with --save-audio): Chromium's fake microphone and the two resamplings
+change the audio, and tiny.en's offline WER moves by one to two points under such changes
+(session 4: 16 -> 44.1 -> 16 kHz 12.07%, gain 0.9 12.83%, white noise at -50 dB 12.36%, source
+13.12%; the page's received audio 14.9% in session 5). This is the net that keeps the page's
+audio honest: its offline WER may be at most this much worse than the source files' (lost or
+mangled audio shows as tens of points)."""
 
 SERVER_WER_MARGIN = 0.08
 """Single-file checks (the Python example) use this wider net for breakage (lost audio, a wrong

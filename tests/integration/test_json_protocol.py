@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import urllib.error
 import urllib.request
 from typing import Any
@@ -13,7 +14,17 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection
 
 from tests.conftest import timeout
-from tests.integration.conftest import expected_text, running_server, ws_connect
+from tests.integration.conftest import (
+    expected_text,
+    open_session,
+    receive_all,
+    running_server,
+    send_audio,
+    tone_bytes,
+    ws_connect,
+)
+from whisper_streaming.audio import read_wav, resample
+from whisper_streaming.exceptions import ConfigError
 
 
 def tone(seconds: float, rate: int = 16000) -> np.ndarray:
@@ -263,3 +274,49 @@ def test_demo_page_and_simple_client_are_served() -> None:
             assert status == 200 and kind in ctype, name
         status, ctype, body = _get(base + "/examples/simple-client.html")
         assert status == 200 and b"/ws/transcribe" in body
+
+
+def test_save_audio_writes_what_the_model_received(tmp_path: Any) -> None:
+    """--save-audio: one 16 kHz WAV per recording (JSON, after resampling) and per WhisperLive
+    session, holding exactly the audio the processor got; the page learns its session id."""
+    folder = tmp_path / "heard"
+    source = tone(2.0, 48000)
+    with running_server(save_audio_dir=str(folder)) as srv:
+        ws, ready = json_session(srv.url)
+        for _ in range(2):
+            ws.send(
+                json.dumps(
+                    {
+                        "type": "start_recording",
+                        "config": {"sample_rate": 48000, "encoding": "float32le"},
+                    }
+                )
+            )
+            send_chunks(ws, source.astype("<f4").tobytes(), chunk=4800 * 4)
+            ws.send(json.dumps({"type": "stop_recording"}))
+            until(ws, "stopped")
+        ws.close()
+        wl, _ = open_session(srv.url, uid="a/b c")
+        send_audio(wl, tone_bytes(1.5))
+        wl.send(b"END_OF_AUDIO")
+        receive_all(wl)
+    files = sorted(folder.glob("*.wav"))
+    names = sorted(f.name.split("-", 2)[2] for f in files)  # after the date and time
+    sid = ready["session_id"]
+    assert names[1:] == [f"{sid}.1.wav", f"{sid}.2.wav"]
+    assert re.fullmatch(r"a_b_c-\d+\.wav", names[0])  # the uid, made safe for a file name
+    wl_file = next(f for f in files if "a_b_c" in f.name)
+    heard, rate = read_wav(wl_file)
+    assert rate == 16000
+    np.testing.assert_array_equal(heard, np.frombuffer(tone_bytes(1.5), "<f4"))
+    for f in files:
+        if f != wl_file:
+            heard, _ = read_wav(f)
+            np.testing.assert_allclose(heard, resample(source, 48000), atol=1e-6)
+
+
+def test_save_audio_to_an_unusable_folder_is_a_clear_error(tmp_path: Any) -> None:
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(ConfigError, match="cannot create the folder to save audio in"):
+        with running_server(save_audio_dir=str(tmp_path / "file" / "heard")):
+            pass

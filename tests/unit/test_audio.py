@@ -1,11 +1,22 @@
-"""The resampler the JSON protocol uses for 8-48 kHz audio."""
+"""The resampler the JSON protocol uses for 8-48 kHz audio, and the WAV writer of --save-audio."""
 
 from __future__ import annotations
+
+import struct
+import wave
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from whisper_streaming.audio import SAMPLE_RATE, StreamingResampler, resample
+from whisper_streaming.audio import (
+    SAMPLE_RATE,
+    StreamingResampler,
+    WavWriter,
+    decode_file,
+    read_wav,
+    resample,
+)
 from whisper_streaming.exceptions import AudioError
 
 RATES = [8000, 11025, 22050, 32000, 44100, 48000, 47999]
@@ -87,3 +98,52 @@ def test_same_rate_passes_audio_through_untouched() -> None:
 def test_rates_must_be_positive(src: int, dst: int) -> None:
     with pytest.raises(AudioError, match="positive"):
         StreamingResampler(src, dst)
+
+
+def test_wav_writer_round_trips_float_samples_exactly(tmp_path: Path) -> None:
+    """What the server saves with --save-audio decodes back to the very samples it was given."""
+    rng = np.random.default_rng(0)
+    chunks = [rng.uniform(-1, 1, n).astype(np.float32) for n in (1600, 3, 0, 4799)]
+    writer = WavWriter(tmp_path / "a.wav")
+    for chunk in chunks:
+        writer.write(chunk)
+    writer.close()
+    writer.close()  # idempotent
+    assert writer.closed and writer.frames == 6402
+    data = (tmp_path / "a.wav").read_bytes()
+    assert data[:4] == b"RIFF" and data[8:12] == b"WAVE"
+    assert struct.unpack("<I", data[4:8])[0] == len(data) - 8
+    fmt, channels, rate = struct.unpack("<HHI", data[20:28])
+    assert (fmt, channels, rate) == (3, 1, SAMPLE_RATE)  # IEEE float, mono, 16 kHz
+    samples, rate = read_wav(tmp_path / "a.wav")
+    assert rate == SAMPLE_RATE
+    np.testing.assert_array_equal(samples, np.concatenate(chunks))
+    # Other tools read it too (FFmpeg, through decode_file, rounds to 16 bits).
+    np.testing.assert_allclose(decode_file(tmp_path / "a.wav"), samples, atol=1 / 32768)
+
+
+def test_wav_writer_with_nothing_written_is_a_valid_empty_file(tmp_path: Path) -> None:
+    writer = WavWriter(tmp_path / "empty.wav")
+    writer.close()
+    assert read_wav(tmp_path / "empty.wav")[0].size == 0
+
+
+def test_read_wav_reads_pcm16_and_refuses_other_files(tmp_path: Path) -> None:
+    pcm = np.array([0, 16384, -32768, 32767], "<i2")
+    with wave.open(str(tmp_path / "pcm.wav"), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(8000)
+        w.writeframes(pcm.tobytes())
+    samples, rate = read_wav(tmp_path / "pcm.wav")
+    assert rate == 8000
+    np.testing.assert_array_equal(samples, pcm / 32768)
+    with wave.open(str(tmp_path / "stereo.wav"), "wb") as w:
+        w.setnchannels(2)
+        w.setsampwidth(2)
+        w.setframerate(8000)
+        w.writeframes(pcm.tobytes())
+    (tmp_path / "text.wav").write_text("hello")
+    for name, needle in (("stereo.wav", "2 channel"), ("text.wav", "not a WAV")):
+        with pytest.raises(AudioError, match=needle):
+            read_wav(tmp_path / name)

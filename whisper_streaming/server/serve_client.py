@@ -120,7 +120,13 @@ async def serve_whisperlive(ws: ServerConnection, ctx: ServerContext) -> None:
     session: StreamSession | None = None
     try:
         options, warnings = _session_options(config, ctx)
-        session = StreamSession(session_id, ASRProcessor(options), ctx.scheduler, ctx.metrics)
+        session = StreamSession(
+            session_id,
+            ASRProcessor(options),
+            ctx.scheduler,
+            ctx.metrics,
+            recorder=ctx.open_recording(session_id),
+        )
         ctx.metrics.sessions_total.labels("whisperlive").inc()
         ctx.metrics.sessions_active.inc()
         for text in warnings:

@@ -167,11 +167,13 @@ class _JsonConnection:
             task=config.task if self.ctx.multilingual else "transcribe",
         )
         self._recordings += 1
+        session_id = f"{self.session_id}.{self._recordings}"
         session = StreamSession(
-            f"{self.session_id}.{self._recordings}",
+            session_id,
             ASRProcessor(options),
             self.ctx.scheduler,
             self.ctx.metrics,
+            recorder=self.ctx.open_recording(session_id),
         )
         recording = _Recording(session, config)
         recording.sender = asyncio.create_task(self._send(recording))

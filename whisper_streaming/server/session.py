@@ -13,7 +13,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
-from ..audio import SAMPLE_RATE, Float32Array
+from ..audio import SAMPLE_RATE, Float32Array, WavWriter
 from ..backends.base import InferenceRequest, Transcription
 from ..streaming.processor import ASRProcessor, TranscriptUpdate
 from .metrics import ServerMetrics
@@ -59,6 +59,7 @@ class StreamSession:
         session_id: unique id (the job id in the scheduler).
         processor: this session's processor.
         scheduler: the shared scheduler.
+        recorder: where to save the audio the processor receives (closed with the session).
     """
 
     def __init__(
@@ -67,8 +68,10 @@ class StreamSession:
         processor: ASRProcessor,
         scheduler: Scheduler,
         metrics: ServerMetrics | None = None,
+        recorder: WavWriter | None = None,
     ) -> None:
         self.session_id = session_id
+        self._recorder = recorder
         self._metrics = metrics
         self.processor = processor
         self.state = SessionState.STREAMING
@@ -93,6 +96,8 @@ class StreamSession:
     def feed(self, samples: Float32Array) -> None:
         """Append audio (may raise AudioError / StateError) and let the scheduler know."""
         self.processor.insert_audio(samples)
+        if self._recorder is not None:
+            self._record(samples)
         now = time.monotonic()
         self._samples += samples.shape[0]
         self._arrivals.append((self._samples, now))
@@ -121,6 +126,7 @@ class StreamSession:
         if self.state is not SessionState.STREAMING:
             return
         self.state = SessionState.FINISHING
+        self._stop_recording()
         update = self.processor.finish()
         if update.final:
             self._emit(UpdateEvent(update, None, time.monotonic()))
@@ -130,8 +136,25 @@ class StreamSession:
     def close(self) -> None:
         """The connection is gone: drop queued work. Idempotent."""
         self.state = SessionState.CLOSED
+        self._stop_recording()
         self._scheduler.remove(self)
         self.done.set()
+
+    def _record(self, samples: Float32Array) -> None:
+        assert self._recorder is not None
+        try:
+            self._recorder.write(samples)
+        except OSError as exc:  # a full disk must not end the session
+            logger.warning("session %s: saving audio stopped: %s", self.session_id, exc)
+            self._stop_recording()
+
+    def _stop_recording(self) -> None:
+        recorder, self._recorder = self._recorder, None
+        if recorder is not None:
+            try:
+                recorder.close()
+            except OSError as exc:
+                logger.warning("session %s: saving audio failed: %s", self.session_id, exc)
 
     # -- from the scheduler (InferenceJob) ------------------------------------------------
 

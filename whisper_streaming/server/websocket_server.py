@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import mimetypes
+import os
 import signal
 import time
 import urllib.parse
@@ -21,6 +22,7 @@ from ..audio import SAMPLE_RATE
 from ..backends import load_backend
 from ..backends.base import ASRBackend, InferenceRequest
 from ..config import ProcessorOptions, ServerOptions
+from ..exceptions import ConfigError
 from .client_manager import ClientManager
 from .context import ServerContext
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -95,6 +97,8 @@ class WhisperStreamingServer:
     async def start(self, host: str = "localhost", port: int = 9090) -> None:
         """Load and warm up the model, then listen. ``port=0`` picks a free port."""
         loop = asyncio.get_running_loop()
+        if self.options.save_audio_dir is not None:
+            _prepare_folder(self.options.save_audio_dir)
         if self.backend is None:
             name, opts = self._backend_name, self._backend_options
             self.backend = await loop.run_in_executor(None, lambda: load_backend(name, **opts))
@@ -244,6 +248,17 @@ class WhisperStreamingServer:
             "uptime_s": round(time.monotonic() - self.context.started_at, 1),
         }
         return _response(HTTPStatus.OK, json.dumps(body).encode(), "application/json")
+
+
+def _prepare_folder(folder: str) -> None:
+    """Create the folder audio is saved to, or explain why it cannot be used."""
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create the folder to save audio in ({folder!r}): {exc}") from exc
+    if not os.access(folder, os.W_OK):
+        raise ConfigError(f"the folder to save audio in is not writable: {folder!r}")
+    logger.info("saving each session's audio in %s", os.path.abspath(folder))
 
 
 def _warm_up(backend: ASRBackend) -> None:

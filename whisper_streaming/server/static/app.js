@@ -51,6 +51,7 @@ function handle(msg) {
     case "ready":
       state.ready = true;
       state.retries = 0;
+      document.body.dataset.session = msg.session_id;
       enableControls(true);
       setStatus(`Ready: ${msg.backend} / ${msg.model}`);
       break;
