@@ -16,6 +16,7 @@ from websockets.sync.client import ClientConnection
 from tests.conftest import timeout
 from tests.integration.conftest import (
     expected_text,
+    final_text,
     open_session,
     receive_all,
     running_server,
@@ -320,3 +321,15 @@ def test_save_audio_to_an_unusable_folder_is_a_clear_error(tmp_path: Any) -> Non
     with pytest.raises(ConfigError, match="cannot create the folder to save audio in"):
         with running_server(save_audio_dir=str(tmp_path / "file" / "heard")):
             pass
+
+
+def test_session_goes_on_when_its_audio_cannot_be_saved(tmp_path: Any) -> None:
+    """A folder that vanished after start-up: logged, and the session is transcribed anyway."""
+    folder = tmp_path / "heard"
+    with running_server(save_audio_dir=str(folder)) as srv:
+        folder.rmdir()
+        ws, _ = open_session(srv.url)
+        send_audio(ws, tone_bytes(2.0))
+        ws.send(b"END_OF_AUDIO")
+        assert final_text(receive_all(ws)) == expected_text(2.0)
+    assert not folder.exists()
