@@ -33,9 +33,9 @@ AUDIO_PATH_LIMIT = 0.05
 actually received (saved with --save-audio): Chromium's fake microphone and the two resamplings
 change the audio, and tiny.en's offline WER moves by one to two points under such changes
 (session 4: 16 -> 44.1 -> 16 kHz 12.07%, gain 0.9 12.83%, white noise at -50 dB 12.36%, source
-13.12%; the page's received audio 14.9% in session 5). This is the net that keeps the page's
-audio honest: its offline WER may be at most this much worse than the source files' (lost or
-mangled audio shows as tens of points)."""
+13.12%; the pages' received audio: 14.4-15.6% in five runs of session 5). This net keeps that
+baseline honest: the received audio's offline WER may be at most this much worse than the
+source files' (lost or mangled audio shows as tens of points)."""
 
 SERVER_WER_MARGIN = 0.08
 """Single-file checks (the Python example) use this wider net for breakage (lost audio, a wrong
