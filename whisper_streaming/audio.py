@@ -219,6 +219,9 @@ class StreamingResampler:
         return out
 
 
+_WAV_BUFFER_BYTES = 256 * 1024
+
+
 class WavWriter:
     """Writes mono float32 samples to a WAV file as they come (IEEE float: lossless).
 
@@ -233,7 +236,9 @@ class WavWriter:
         self.path = os.fspath(path)
         self.sample_rate = sample_rate
         self.frames = 0
-        self._file = open(self.path, "wb")  # closed in close()
+        # The server writes from its event loop, a chunk (~6 KB) at a time: a 256 KB buffer turns
+        # that into one write call per ~4 s of audio instead of one per chunk.
+        self._file = open(self.path, "wb", buffering=_WAV_BUFFER_BYTES)  # closed in close()
         self._file.write(self._header())
 
     @property
