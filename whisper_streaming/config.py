@@ -57,7 +57,12 @@ class ProcessorOptions:
     """How the streaming processor turns audio into requests and commits words.
 
     Attributes:
-        min_chunk_s: new (voiced) audio needed before the next decode.
+        min_chunk_s: the margin kept before the end of a decoded window when text is cut there
+            (and the step :func:`~whisper_streaming.simulate.simulate` feeds audio in).
+        hypothesis_step_s: new (voiced) audio needed before the next hypothesis decode. A
+            session asks for its next decode as soon as this much arrived and its previous decode
+            returned, so the cadence follows the compute: partial text comes about one decode
+            after the words at low load, later (with more audio per decode) under load.
         buffer_trimming_s: once the buffer is longer, cut it at a segment boundary inside
             committed text.
         max_buffer_s: hard cap on the audio sent in one request while the model keeps up; when
@@ -92,6 +97,7 @@ class ProcessorOptions:
     """
 
     min_chunk_s: float = 1.0
+    hypothesis_step_s: float = 0.3
     buffer_trimming_s: float = 15.0
     max_buffer_s: float = 30.0
     prompt_chars: int = 200
@@ -113,6 +119,10 @@ class ProcessorOptions:
         _require(
             0.0 < self.min_chunk_s <= 10.0,
             f"min_chunk_s must be in (0, 10], got {self.min_chunk_s}",
+        )
+        _require(
+            0.05 <= self.hypothesis_step_s <= 10.0,
+            f"hypothesis_step_s must be in [0.05, 10], got {self.hypothesis_step_s}",
         )
         _require(
             self.buffer_trimming_s >= 2 * self.min_chunk_s,
@@ -173,7 +183,12 @@ class ServerOptions:
         config_timeout_s: time allowed for the first (configuration) message.
         max_bad_frames: malformed frames tolerated before the connection is closed.
         max_message_bytes: largest WebSocket message accepted (larger: close 1009).
-        shutdown_timeout_s: time allowed to flush sessions on shutdown.
+        shutdown_timeout_s: time allowed to flush sessions on shutdown (and after a time limit
+            or idle timeout).
+        final_stall_s: after the end of audio, the server waits for the final transcript as long
+            as the session advances (within ``max_connection_time_s``), and gives up only when
+            no decode was taken or delivered for this long; the client is then told what was not
+            transcribed (an error, close code 1011).
         send_last_n_segments: completed segments repeated in each WhisperLive message.
         allowed_origins: browser origins (``"https://app.example.com"``) allowed to open
             WebSockets besides the server's own pages; None allows every origin. Clients that send
@@ -191,6 +206,7 @@ class ServerOptions:
     max_bad_frames: int = 10
     max_message_bytes: int = 4 * 2**20
     shutdown_timeout_s: float = 15.0
+    final_stall_s: float = 60.0
     send_last_n_segments: int = 10
     allowed_origins: tuple[str, ...] | None = None
     save_audio_dir: str | None = None
@@ -203,6 +219,7 @@ class ServerOptions:
             "quiet_flush_s",
             "config_timeout_s",
             "shutdown_timeout_s",
+            "final_stall_s",
         ):
             value = getattr(self, name)
             _require(value > 0, f"{name} must be > 0, got {value}")

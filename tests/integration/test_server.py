@@ -364,3 +364,48 @@ def test_stock_client_transcript_has_no_stale_partial() -> None:
     ]
     assert len(finals[-1]["segments"]) >= 2, "the final decode should complete several segments"
     assert _stock_client_srt_text(messages) == final_text(messages) == expected_text(9.0)
+
+
+def test_a_backlog_longer_than_the_shutdown_timeout_still_gets_its_whole_transcript() -> None:
+    """After END_OF_AUDIO the server waits for the final transcript for as long as the session
+    advances, not for a fixed time: 90 s sent at once, decodes of 0.4 s each, a 1 s
+    shutdown_timeout_s, and every word still arrives before the normal close."""
+    backend = timeline_backend(delay_s=0.4)
+    with running_server(backend, shutdown_timeout_s=1.0) as srv:
+        ws, _ = open_session(srv.url)
+        send_audio(ws, tone_bytes(90.0), frame_bytes=2**20)
+        ws.send(b"END_OF_AUDIO")
+        started = time.monotonic()
+        messages = receive_all(ws, wait_s=60)
+        waited = time.monotonic() - started
+        assert ws.close_code == 1000
+    assert not [m for m in messages if m.get("status") == "ERROR"]
+    assert final_text(messages) == expected_text(90.0)
+    assert waited > 1.0  # the backlog took longer than the old fixed wait
+
+
+class _StuckFinal(ScriptedBackend):
+    """Hears the timeline, but its end-of-utterance decodes hang."""
+
+    def transcribe(self, request: InferenceRequest) -> Transcription:
+        if request.final:
+            time.sleep(3.0)
+        return super().transcribe(request)
+
+
+def test_a_final_transcript_that_cannot_come_is_reported_not_silently_cut() -> None:
+    """A session that stops advancing after END_OF_AUDIO (here a final decode that hangs past
+    final_stall_s) gets an ERROR naming the audio that was not transcribed and close 1011,
+    never a clean 1000 over a truncated transcript."""
+    from tests.integration.conftest import TIMELINE
+
+    backend = _StuckFinal(timeline=TIMELINE, model_name="tiny.en")
+    with running_server(backend, final_stall_s=1.0) as srv:
+        ws, _ = open_session(srv.url)
+        send_audio(ws, tone_bytes(4.0))
+        ws.send(b"END_OF_AUDIO")
+        messages = receive_all(ws)
+        assert ws.close_code == 1011
+    errors = [m["message"] for m in messages if m.get("status") == "ERROR"]
+    assert len(errors) == 1 and "final transcript incomplete" in errors[0], messages
+    assert "of 4.0 s received" in errors[0]

@@ -159,3 +159,11 @@ def test_first_words_maps_times_and_reports_segment_ends() -> None:
     assert [(w.word.strip(), w.start) for w in kept] == [("a", 10.0), ("b", 10.5), ("c", 12.0)]
     assert ends == (10.9, 12.4)
     assert first_words(segs, 0, lambda t: t) == ([], ())
+
+
+def test_drop_committed_keeps_new_speech_that_repeats_the_committed_words() -> None:
+    """A window that starts at the committed end and says the last committed words again (a
+    repeated sentence) is all new: the repeat lies after the committed end."""
+    committed = words("the quick brown fox jumps over the lazy dog", start=0.0)
+    again = words("the quick brown fox jumps over the lazy dog", start=4.6)
+    assert drop_committed(again, committed, committed[-1].end) == again

@@ -23,7 +23,7 @@ from whisper_streaming import (
     VadOptions,
 )
 from whisper_streaming.backends import timeline_from_text
-from whisper_streaming.backends.base import InferenceRequest, Segment, Word
+from whisper_streaming.backends.base import InferenceRequest, RequestKind, Segment, Word
 from whisper_streaming.simulate import simulate
 from whisper_streaming.streaming.hypothesis import words_text
 from whisper_streaming.vad import StreamingVad
@@ -94,18 +94,23 @@ def test_committed_words_are_not_committed_again() -> None:
     assert texts == ["", "a b c", "d", "e"]
 
 
-def test_request_waits_for_min_chunk_and_one_outstanding() -> None:
-    """No request before min_chunk_s of new audio, and never two at once."""
-    proc = ASRProcessor(ProcessorOptions(min_chunk_s=0.5, **NO_VAD))
-    proc.insert_audio(tone(0.4))
+def test_request_waits_for_hypothesis_step_and_one_outstanding() -> None:
+    """No request before hypothesis_step_s of new audio, and never two at once; the next one
+    comes as soon as the previous returned and a step of new audio is there."""
+    proc = ASRProcessor(ProcessorOptions(hypothesis_step_s=0.3, **NO_VAD))
+    proc.insert_audio(tone(0.25))
     assert proc.next_request() is None
-    proc.insert_audio(tone(0.2))
+    proc.insert_audio(tone(0.1))
     req = proc.next_request()
-    assert req is not None
+    assert req is not None and req.kind is RequestKind.HYPOTHESIS
     proc.insert_audio(tone(1.0))
     assert proc.next_request() is None
     proc.apply(req, Transcription())
-    assert proc.next_request() is not None
+    nxt = proc.next_request()
+    assert nxt is not None and nxt.duration_s == pytest.approx(1.35)
+    proc.apply(nxt, Transcription())
+    proc.insert_audio(tone(0.2))
+    assert proc.next_request() is None
 
 
 def test_trimming_keeps_committed_audio_out_of_the_buffer() -> None:

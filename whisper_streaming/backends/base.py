@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
@@ -10,7 +11,7 @@ import numpy as np
 
 from ..audio import SAMPLE_RATE, Float32Array
 
-__all__ = ["ASRBackend", "InferenceRequest", "Segment", "Transcription", "Word"]
+__all__ = ["ASRBackend", "InferenceRequest", "RequestKind", "Segment", "Transcription", "Word"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,11 +50,28 @@ class Transcription:
     segments: tuple[Segment, ...] = ()
     language: str | None = None
     language_probability: float | None = None
+    tokens: int = 0  # tokens the decoder generated (0: not reported)
+    retries: int = 0  # extra decodes the backend ran (a repetition loop's retry)
+    encoder_s: float = 0.0  # seconds of audio the encoder ran on (0: not reported)
 
     @property
     def text(self) -> str:
         """All segment texts joined."""
         return "".join(s.text for s in self.segments)
+
+
+class RequestKind(enum.Enum):
+    """Why the processor asks for a decode."""
+
+    HYPOTHESIS = "hypothesis"  # partial text of the buffer (greedy); commits nothing itself
+    UTTERANCE_END = "utterance_end"  # end of an utterance, flush or finish: commits everything
+    WINDOW = "window"  # a long utterance: commits its complete segments
+    CATCH_UP = "catch_up"  # the oldest 30 s of audio that piled up: commits what it completes
+
+    @property
+    def commits(self) -> bool:
+        """Whether the processor commits what this decode returns without agreement."""
+        return self is not RequestKind.HYPOTHESIS
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -71,6 +89,7 @@ class InferenceRequest:
         request_id: increasing number, unique within one processor.
         runs: where the audio comes from when the VAD removed silence: (seconds into ``audio``,
             stream time) at the start of each contiguous run. Empty means one run at offset_s.
+        kind: why the decode is asked for (backends may spend less on hypotheses).
     """
 
     audio: Float32Array
@@ -82,6 +101,7 @@ class InferenceRequest:
     final: bool = False
     request_id: int = 0
     runs: tuple[tuple[float, float], ...] = ()
+    kind: RequestKind = RequestKind.HYPOTHESIS
 
     def to_stream_s(self, audio_s: float) -> float:
         """Map a time in ``audio`` (seconds) to stream time, following ``runs``."""

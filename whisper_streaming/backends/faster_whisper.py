@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import math
 import os
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..exceptions import BackendError, ConfigError
-from .base import InferenceRequest, Segment, Transcription, Word
+from .base import InferenceRequest, RequestKind, Segment, Transcription, Word
 from .models import DEFAULT_MODEL, resolve_model
 
 __all__ = ["FasterWhisperBackend", "cuda_available", "resolve_compute_type", "resolve_device"]
@@ -17,6 +20,16 @@ logger = logging.getLogger(__name__)
 
 # Whisper's test for a decode stuck in a repetition loop (gzip compression ratio of its text).
 _LOOP_COMPRESSION_RATIO = 2.4
+# Whisper's encoder window and its frame rate (10 ms mel frames).
+_WINDOW_S = 30.0
+_FRAMES_PER_S = 100
+# Tokens a decode may generate per second of audio, plus a constant: read speech runs at 3-4
+# tokens per second with the segment timestamps, so this never cuts real speech; a decode stuck
+# in a loop stops here instead of at Whisper's 448-token limit.
+_TOKENS_PER_S = 8.0
+_TOKENS_BASE = 16
+# The prompt may take up to 223 tokens (Whisper's max_length // 2 - 1) plus the start sequence.
+_MAX_NEW_TOKENS = 220
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -59,7 +72,11 @@ class FasterWhisperBackend:
         compute_type: "auto" or any CTranslate2 compute type ("int8", "float16", ...).
         cpu_threads: threads per decode on the CPU (0: CTranslate2's default).
         num_workers: decodes that may run in parallel.
-        temperatures: fallback temperatures; a short tuple keeps worst-case latency bounded.
+        encoder_min_s: run the encoder of hypothesis decodes (partial text) on the request's
+            audio (rounded up to ``encoder_step_s``, at least this long) instead of on Whisper's
+            30 s window; 30 disables it. Decodes that commit text and requests longer than 30 s
+            (offline decoding) always use full windows.
+        encoder_step_s: granularity of the encoder length, so lengths come in few buckets.
         download_root: where hub downloads go.
         local_files_only: never download.
 
@@ -78,7 +95,8 @@ class FasterWhisperBackend:
         compute_type: str = "auto",
         cpu_threads: int = 0,
         num_workers: int = 1,
-        temperatures: Sequence[float] = (0.0, 0.2, 0.4),
+        encoder_min_s: float = 4.0,
+        encoder_step_s: float = 2.0,
         download_root: str | None = None,
         local_files_only: bool = False,
     ) -> None:
@@ -90,7 +108,13 @@ class FasterWhisperBackend:
         self.device = resolve_device(device)
         self.compute_type = resolve_compute_type(compute_type, self.device)
         self.max_concurrency = num_workers
-        self._temperatures = tuple(temperatures)
+        if not 1.0 <= encoder_min_s <= _WINDOW_S:
+            raise ConfigError(f"encoder_min_s must be in [1, 30], got {encoder_min_s}")
+        if not 0.1 <= encoder_step_s <= _WINDOW_S:
+            raise ConfigError(f"encoder_step_s must be in [0.1, 30], got {encoder_step_s}")
+        self.encoder_min_s = encoder_min_s
+        self.encoder_step_s = encoder_step_s
+        self._encoder_frames = threading.local()  # per worker thread: frames the encoder sees
         if cpu_threads == 0 and self.device == "cpu":
             # Share the cores between the workers instead of oversubscribing them.
             cpu_threads = max(1, (os.cpu_count() or 1) // num_workers)
@@ -109,6 +133,9 @@ class FasterWhisperBackend:
         except Exception as exc:
             raise BackendError(f"cannot load model {self.model_name!r} from {path}: {exc}") from exc
         self.is_multilingual = bool(self._model.model.is_multilingual)
+        # faster-whisper pads every window's features to 30 s before calling encode(); a
+        # shorter request is encoded on its own length (see encoder_seconds).
+        self._model.encode = _trimmed_encode(self._model.encode, self._encoder_frames)
         logger.info(
             "loaded faster-whisper model %s on %s (%s), %d worker(s)",
             self.model_name,
@@ -117,33 +144,54 @@ class FasterWhisperBackend:
             num_workers,
         )
 
+    def encoder_seconds(self, request: InferenceRequest) -> float:
+        """Seconds of audio the encoder runs on for ``request``.
+
+        For a hypothesis, its length rounded up to ``encoder_step_s``, at least
+        ``encoder_min_s``, at most Whisper's 30 s window (silence pads the rest, as
+        faster-whisper pads to 30 s); 30 s for everything else.
+        """
+        duration_s = request.duration_s
+        if request.kind is not RequestKind.HYPOTHESIS or duration_s > _WINDOW_S:
+            return _WINDOW_S
+        steps = math.ceil(duration_s / self.encoder_step_s - 1e-9)
+        return min(_WINDOW_S, max(self.encoder_min_s, steps * self.encoder_step_s))
+
     def transcribe(self, request: InferenceRequest) -> Transcription:
         """Decode one request with word timestamps; see :class:`ASRBackend`.
 
-        The decode runs at temperature 0 first and is accepted unless it loops (a segment whose
-        text compresses more than ``_LOOP_COMPRESSION_RATIO``, as Whisper's own fallback tests).
-        A looping decode is retried without the prompt (prompts are the usual trigger), and only
-        then with faster-whisper's temperature fallback. Whisper's standard fallback also
-        resamples decodes of low average log-probability (sampling at 0.2 and 0.4); that is
-        not done here, so a decode stays deterministic (the same audio gives the same text, and
-        partial text does not flicker between samples). Measured on the six long-form files
-        (engine, 1 s chunks), neither way is better beyond run-to-run noise: 12.64% with the
-        standard fallback against 12.74% with this under the ``segments`` policy (session 4),
-        13.6-14.0% against 14.1% under LocalAgreement (session 2); offline is 13.1% both ways.
+        Every decode is bounded: the encoder runs on :meth:`encoder_seconds` of audio, and the
+        decoder may generate at most ``8 tokens/s * duration + 16`` tokens (speech needs 3-4 per
+        second), so a repetition loop stops within that budget. A decode that loops (a segment
+        whose text compresses more than ``_LOOP_COMPRESSION_RATIO``, Whisper's own test) gets one
+        retry, greedy and without the prompt (prompts are the usual trigger); the retry's
+        result stands. Whisper's standard fallback also resamples decodes of low average
+        log-probability at higher temperatures; that is not done here, so a decode stays
+        deterministic (the same audio gives the same text, and partial text does not flicker).
+        Measured on the six long-form files (engine, 1 s chunks), that fallback made no
+        difference beyond run-to-run noise (12.64% against 12.74%); offline is 13.1% both ways.
         """
-        attempts: list[tuple[str | None, tuple[float, ...]]] = [(request.prompt or None, (0.0,))]
-        if request.prompt:
-            attempts.append((None, (0.0,)))
-        attempts.append((request.prompt or None, self._temperatures))
-        result = Transcription()
-        for prompt, temperatures in attempts:
-            result, looping = self._decode(request, prompt, temperatures)
-            if not looping:
-                break
-        return result
+        max_new_tokens = min(
+            _MAX_NEW_TOKENS, int(_TOKENS_PER_S * request.duration_s) + _TOKENS_BASE
+        )
+        if request.duration_s > _WINDOW_S:  # offline: several windows, each may need them all
+            max_new_tokens = _MAX_NEW_TOKENS
+        encoder_s = self.encoder_seconds(request)
+        self._encoder_frames.value = round(encoder_s * _FRAMES_PER_S)
+        try:
+            result, looping = self._decode(
+                request, request.prompt or None, request.beam_size, max_new_tokens
+            )
+            retries = 0
+            if looping:
+                retries = 1
+                result, _ = self._decode(request, None, 1, max_new_tokens)
+        finally:
+            self._encoder_frames.value = None
+        return dataclasses.replace(result, retries=retries, encoder_s=encoder_s)
 
     def _decode(
-        self, request: InferenceRequest, prompt: str | None, temperatures: tuple[float, ...]
+        self, request: InferenceRequest, prompt: str | None, beam_size: int, max_new_tokens: int
     ) -> tuple[Transcription, bool]:
         language = request.language
         if not self.is_multilingual:
@@ -154,13 +202,14 @@ class FasterWhisperBackend:
                 request.audio,
                 language=language,
                 task=task,
-                beam_size=request.beam_size,
+                beam_size=beam_size,
                 word_timestamps=True,
                 initial_prompt=prompt,
                 condition_on_previous_text=False,
                 vad_filter=False,
-                temperature=list(temperatures),
+                temperature=[0.0],
                 compression_ratio_threshold=_LOOP_COMPRESSION_RATIO,
+                max_new_tokens=max_new_tokens,
             )
             # The segments are a lazy generator: consume it here, on the worker thread.
             raw = list(segments)
@@ -171,12 +220,26 @@ class FasterWhisperBackend:
             segments=tuple(_segment(s) for s in raw),
             language=info.language,
             language_probability=float(info.language_probability),
+            tokens=sum(len(s.tokens) for s in raw),
         )
         return transcription, looping
 
     def transcribe_batch(self, requests: Sequence[InferenceRequest]) -> list[Transcription]:
         """Decode several requests one after another."""
         return [self.transcribe(r) for r in requests]
+
+
+def _trimmed_encode(encode: Callable[[Any], Any], frames: threading.local) -> Callable[[Any], Any]:
+    """Wrap ``WhisperModel.encode`` so it encodes only the first ``frames.value`` mel frames of
+    the (30 s, zero-padded) window it is given, when the calling thread set a value."""
+
+    def trimmed(features: Any) -> Any:
+        n = getattr(frames, "value", None)
+        if n is not None and features.shape[-1] > n:
+            features = features[..., :n]
+        return encode(features)
+
+    return trimmed
 
 
 def _segment(seg: Any) -> Segment:

@@ -43,6 +43,20 @@ class ServerMetrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        self.decode_seconds = Histogram(
+            "whisper_streaming_decode_seconds",
+            "Wall time of one model call, by request kind.",
+            ["kind"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.lag_seconds = Histogram(
+            "whisper_streaming_lag_seconds",
+            "How far behind real time a session is when a decode's result is delivered: seconds "
+            "of its audio received but not yet in any decode.",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
         self.errors = Counter(
             "whisper_streaming_errors", "Errors reported to clients, by code.", ["code"], registry=r
         )

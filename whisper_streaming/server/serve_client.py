@@ -72,6 +72,18 @@ async def watch(
             life.end(EndReason.IDLE)
 
 
+def final_deadline(
+    reason: EndReason | None, connection_deadline: float, ctx: ServerContext
+) -> float:
+    """Until when the final transcript is waited for: the connection's time limit after the end
+    of audio (at least ``shutdown_timeout_s`` from now), ``shutdown_timeout_s`` after a time
+    limit, an idle timeout or a server shutdown."""
+    grace = time.monotonic() + ctx.options.shutdown_timeout_s
+    if reason is EndReason.END_OF_AUDIO:
+        return max(connection_deadline, grace)
+    return grace
+
+
 async def _safe_send(ws: ServerConnection, message: str) -> bool:
     try:
         await ws.send(message)
@@ -199,12 +211,20 @@ class _WhisperLiveConnection:
                 if reason is EndReason.PROTOCOL:
                     await self.ws.close(CloseCode.POLICY_VIOLATION, "too many malformed frames")
                 return
-            # Flush: the final decode runs and its segments are sent before we close.
+            # Flush: the final decodes run and their segments are sent before we close.
             self.session.finish()
-            try:
-                await asyncio.wait_for(asyncio.shield(sender), self.ctx.options.shutdown_timeout_s)
-            except (TimeoutError, asyncio.TimeoutError):
-                self.log.warning("final transcript not ready in time; closing anyway")
+            missing = await self.session.wait_final(
+                sender,
+                deadline=final_deadline(reason, self.deadline, self.ctx),
+                stall_s=self.ctx.options.final_stall_s,
+            )
+            if missing is not None:
+                text = f"final transcript incomplete ({missing}): {self.session.untranscribed()}"
+                self.log.warning("%s", text)
+                self.ctx.metrics.errors.labels("incomplete").inc()
+                await _safe_send(self.ws, wl.error(self.config.uid, text))
+                await self.ws.close(CloseCode.INTERNAL_ERROR, "final transcript incomplete")
+                return
             if reason in (EndReason.TIME_LIMIT, EndReason.IDLE):
                 await _safe_send(self.ws, wl.disconnect(self.config.uid))
             code = (

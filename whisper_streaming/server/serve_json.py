@@ -20,7 +20,7 @@ from ..exceptions import AudioError, ProtocolError, StateError
 from ..streaming.processor import ASRProcessor
 from .context import ServerContext, SessionLogger
 from .protocols import json_v1 as jp
-from .serve_client import WATCHDOG_INTERVAL_S, EndReason, _Lifecycle, _safe_send
+from .serve_client import WATCHDOG_INTERVAL_S, EndReason, _Lifecycle, _safe_send, final_deadline
 from .session import SessionError, SessionState, StreamSession, UpdateEvent
 
 __all__ = ["serve_json"]
@@ -90,7 +90,9 @@ class _JsonConnection:
                 return
             if reason is EndReason.CLOSED:
                 return
-            await self._stop_recording(wait=True)
+            if not await self._stop_recording(wait=True, reason=reason):
+                await self.ws.close(CloseCode.INTERNAL_ERROR, "final transcript incomplete")
+                return
             if reason is EndReason.TIME_LIMIT:
                 await _safe_send(self.ws, jp.error("time_limit", "maximum connection time reached"))
             elif reason is EndReason.IDLE:
@@ -158,7 +160,7 @@ class _JsonConnection:
         else:
             if self.recording is None:
                 raise ProtocolError("no recording to stop", code="not_started")
-            await self._stop_recording(wait=False)
+            await self._stop_recording(wait=False, reason=EndReason.END_OF_AUDIO)
 
     def _start(self, config: jp.RecordingConfig) -> None:
         options = dataclasses.replace(
@@ -186,21 +188,30 @@ class _JsonConnection:
         samples = jp.decode_audio(data, recording.config.encoding)
         recording.session.feed(recording.resampler.process(samples))
 
-    async def _stop_recording(self, *, wait: bool) -> None:
+    async def _stop_recording(self, *, wait: bool, reason: EndReason | None) -> bool:
+        """Finish the recording; with ``wait``, wait for its final transcript. Returns False
+        when that never came (the client was told what is missing)."""
         recording = self.recording
         if recording is None:
-            return
+            return True
         tail = recording.resampler.flush()  # the last 2 ms, held back for the filter
         if tail.size and recording.session.state is SessionState.STREAMING:
             recording.session.feed(tail)
         recording.session.finish()
-        if wait and recording.sender is not None:
-            try:
-                await asyncio.wait_for(
-                    asyncio.shield(recording.sender), self.ctx.options.shutdown_timeout_s
-                )
-            except (TimeoutError, asyncio.TimeoutError):
-                self.log.warning("final transcript not ready in time")
+        if not wait or recording.sender is None:
+            return True
+        missing = await recording.session.wait_final(
+            recording.sender,
+            deadline=final_deadline(reason, self.deadline, self.ctx),
+            stall_s=self.ctx.options.final_stall_s,
+        )
+        if missing is None:
+            return True
+        text = f"final transcript incomplete ({missing}): {recording.session.untranscribed()}"
+        self.log.warning("%s", text)
+        self.ctx.metrics.errors.labels("incomplete").inc()
+        await _safe_send(self.ws, jp.error("incomplete", text))
+        return False
 
     async def _send(self, recording: _Recording) -> None:
         session = recording.session

@@ -84,6 +84,7 @@ class StreamSession:
         self._arrivals: deque[tuple[int, float]] = deque(maxlen=512)
         self._samples = 0
         self._request_arrival: float = time.monotonic()
+        self.last_progress_at = time.monotonic()  # last time a decode was taken or delivered
         self.done = asyncio.Event()
 
     @property
@@ -133,6 +134,30 @@ class StreamSession:
         else:
             self._scheduler.notify(self)
 
+    async def wait_final(
+        self, sender: asyncio.Task[None], *, deadline: float, stall_s: float
+    ) -> str | None:
+        """After :meth:`finish`: wait for ``sender`` (which ends once it sent the final update)
+        for as long as the session keeps advancing, however long its backlog.
+
+        Returns None when the sender is done, else why the wait stopped: ``deadline`` (monotonic)
+        passed, or no decode was taken or delivered for ``stall_s`` seconds.
+        """
+        while not sender.done():
+            now = time.monotonic()
+            if now >= deadline:
+                return "out of time"
+            stalled_at = self.last_progress_at + stall_s
+            if now >= stalled_at:
+                return f"no progress for {stall_s:g} s"
+            await asyncio.wait({sender}, timeout=min(deadline, stalled_at) - now)
+        return None
+
+    def untranscribed(self) -> str:
+        """What a final transcript that never came would miss, for an error message."""
+        done = self.processor.committed_end_s
+        return f"audio after {done:.1f} s (of {self.processor.stream_time_s:.1f} s received)"
+
     def close(self) -> None:
         """The connection is gone: drop queued work. Idempotent."""
         self.state = SessionState.CLOSED
@@ -168,6 +193,7 @@ class StreamSession:
             return None
         request = self.processor.next_request()
         if request is not None:
+            self.last_progress_at = time.monotonic()
             self._request_arrival = self._arrivals[-1][1] if self._arrivals else time.monotonic()
         return request
 
@@ -177,9 +203,30 @@ class StreamSession:
         """Apply the result (or the failure) and queue the update."""
         if self.state is SessionState.CLOSED:
             return
+        self.last_progress_at = time.monotonic()
+        lag_s = max(0.0, self.processor.stream_time_s - request.to_stream_s(request.duration_s))
         if self._metrics is not None:
             self._metrics.queue_wait.observe(timing.queued_s)
             self._metrics.inference_seconds.inc(timing.inference_s / timing.batch_size)
+            self._metrics.decode_seconds.labels(request.kind.value).observe(timing.inference_s)
+            self._metrics.lag_seconds.observe(lag_s)
+        if logger.isEnabledFor(logging.DEBUG):
+            info = result if isinstance(result, Transcription) else Transcription()
+            logger.debug(
+                "session %s decode #%d %s: %.2f s of audio (encoder %.1f s), beam %d, %d tokens, "
+                "%d retries, %.2f s wall, %.2f s queued, %.2f s behind",
+                self.session_id,
+                request.request_id,
+                request.kind.value,
+                request.duration_s,
+                info.encoder_s,
+                request.beam_size,
+                info.tokens,
+                info.retries,
+                timing.inference_s,
+                timing.queued_s,
+                lag_s,
+            )
         if isinstance(result, BaseException):
             logger.warning("session %s: inference failed: %s", self.session_id, result)
             self._emit(SessionError("inference_failed", f"transcription failed: {result}"))

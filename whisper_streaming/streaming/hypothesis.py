@@ -90,6 +90,11 @@ def drop_committed(
             n += 1
         if not n:
             continue
+        if words[k - n].start > committed_end_s + anchor_window_s:
+            # A run that starts after the committed end is new speech that happens to repeat
+            # the last committed words ("... the lazy dog. The quick brown fox ... the lazy
+            # dog."), not the committed words heard again: anchoring there loses it.
+            continue
         # Word times are least reliable around speech the model skipped in one decode: the
         # words before the gap get stretched over it or moved to its end ("The best" committed
         # at 64.8-65.3 s, re-heard at 61.3-61.6 s). So the start is compared as well as the

@@ -4,7 +4,7 @@ It never calls the model. The driver feeds audio, asks for requests, runs them w
 (a worker thread, a batch, a remote service) and hands the results back::
 
     proc.insert_audio(samples)          # float32, 16 kHz, mono
-    req = proc.next_request()           # None until min_chunk_s of new (voiced) audio has arrived
+    req = proc.next_request()           # None until hypothesis_step_s of new speech has arrived
     update = proc.apply(req, backend.transcribe(req))
     proc.finish()                       # end of stream: final decodes follow
     while (req := proc.next_request()) is not None:
@@ -34,7 +34,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ..audio import SAMPLE_RATE, Float32Array, check_samples
-from ..backends.base import InferenceRequest, Transcription, Word
+from ..backends.base import InferenceRequest, RequestKind, Transcription, Word
 from ..config import ProcessorOptions
 from ..exceptions import StateError
 from ..vad import WINDOW_SAMPLES, StreamingVad, VadEventKind
@@ -112,7 +112,7 @@ class ASRProcessor:
         self.options = options or ProcessorOptions()
         self.state = ProcessorState.STREAMING
         self._vad = (vad or StreamingVad(self.options.vad)) if self.options.use_vad else None
-        self._min_chunk_samples = int(self.options.min_chunk_s * SAMPLE_RATE)
+        self._step_samples = int(self.options.hypothesis_step_s * SAMPLE_RATE)
         self._pad_samples = self.options.vad.speech_pad_ms * SAMPLE_RATE // 1000
         # Samples fed so far (the stream clock).
         self._stream_samples = 0
@@ -183,7 +183,7 @@ class ASRProcessor:
         return (
             self._final_until is not None
             or len(self._buf) > self._max_request_samples
-            or (len(self._buf) > 0 and self._new_samples >= self._min_chunk_samples)
+            or (len(self._buf) > 0 and self._new_samples >= self._step_samples)
         )
 
     @property
@@ -258,7 +258,9 @@ class ASRProcessor:
             self._final_until = None
             self._new_samples = len(self._buf) - until
             self._dirty = self._new_samples > 0
-            request = self._request(self._buf.samples[:until].copy(), final=True)
+            request = self._request(
+                self._buf.samples[:until].copy(), final=True, kind=RequestKind.UTTERANCE_END
+            )
         elif len(self._buf) > window:
             # Audio piled up faster than it was decoded (a slow or busy model, or a client sending
             # faster than real time): decode the oldest part, commit what it completes, and keep
@@ -266,9 +268,11 @@ class ASRProcessor:
             step = self._catch_up_samples // (2 if self._shorter_window else 1)
             self._shorter_window = False
             self._new_samples = len(self._buf) - step
-            request = self._request(self._buf.samples[:step].copy(), final=False, commits=True)
+            request = self._request(
+                self._buf.samples[:step].copy(), final=False, kind=RequestKind.CATCH_UP
+            )
             self._inflight_window = True
-        elif len(self._buf) and self._new_samples >= self._min_chunk_samples:
+        elif len(self._buf) and self._new_samples >= self._step_samples:
             self._new_samples = 0
             # A long utterance whose last decode completed a segment: commit its complete
             # segments from a full-beam decode of the whole buffer.
@@ -277,7 +281,8 @@ class ASRProcessor:
                 and self._segment_done
                 and self._uncommitted_s > self.options.commit_window_s
             )
-            request = self._request(self._buf.samples.copy(), final=False, commits=window)
+            kind = RequestKind.WINDOW if window else RequestKind.HYPOTHESIS
+            request = self._request(self._buf.samples.copy(), final=False, kind=kind)
             self._inflight_window = window
             self._inflight_whole = window
         else:
@@ -403,11 +408,9 @@ class ASRProcessor:
         self._cut(cut)
         return committed
 
-    def _request(
-        self, audio: Float32Array, *, final: bool, commits: bool = False
-    ) -> InferenceRequest:
-        """A request for ``audio`` (the buffer's head). ``final`` and ``commits`` requests commit
-        what they hear without waiting for agreement, so they get the final beam size."""
+    def _request(self, audio: Float32Array, *, final: bool, kind: RequestKind) -> InferenceRequest:
+        """A request for ``audio`` (the buffer's head). Requests that commit what they hear
+        without waiting for agreement get the final beam size."""
         self._next_request_id += 1
         start_s = self._buf.start_s
         return InferenceRequest(
@@ -417,11 +420,12 @@ class ASRProcessor:
             language=self.options.language,
             task=self.options.task,
             beam_size=(
-                self.options.beam_size if final or commits else self.options.hypothesis_beam_size
+                self.options.beam_size if kind.commits else self.options.hypothesis_beam_size
             ),
             final=final,
             request_id=self._next_request_id,
             runs=self._buf.runs_s,
+            kind=kind,
         )
 
     def _prompt(self, before_s: float) -> str:
