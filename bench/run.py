@@ -160,6 +160,7 @@ def server_flags(config: dict[str, Any]) -> list[str]:
     ]
     if not config["vad"]:
         flags.append("--no-vad")
+    flags += config.get("server_args", [])
     return flags
 
 
@@ -234,6 +235,8 @@ def markdown(report: dict[str, Any]) -> str:
         vad = "on" if c["vad"] else "off"
         beams = f"{c.get('hypothesis_beam_size', 1)}/{c['beam_size']}"
         name = f"{c['model']} chunk {c['min_chunk_s']} s, VAD {vad}, beam {beams}"
+        if c.get("server_args"):
+            name += " " + " ".join(c["server_args"])
         lines.append(
             f"| {name} | {len(q['per_file'])} | {100 * report['offline_wer']:.1f}% | "
             f"{100 * q['streaming_wer']:.1f}% | {f(q['final_latency_s']['p50'])} / "
@@ -309,6 +312,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--out", type=Path, default=RESULTS, help="where results go")
     parser.add_argument("--tag", default="latest", help="result file name stem")
+    parser.add_argument(
+        "--server-args",
+        default="",
+        help="more flags for our server, as one string ('--commit-policy agreement')",
+    )
     args = parser.parse_args(argv)
 
     from whisper_streaming import load_backend
@@ -323,7 +331,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     del backend
     vads = {"on": [True], "off": [False], "both": [True, False]}[args.vad]
     configs = [
-        {"model": args.model, "min_chunk_s": c, "beam_size": b, "hypothesis_beam_size": h, "vad": v}
+        {
+            "model": args.model,
+            "min_chunk_s": c,
+            "beam_size": b,
+            "hypothesis_beam_size": h,
+            "vad": v,
+            "server_args": args.server_args.split(),
+        }
         for c in args.min_chunk_size
         for b in args.beam_size
         for h in args.hypothesis_beam_size

@@ -18,6 +18,8 @@ __all__ = ["client_main", "main", "serve_main", "simulate_main"]
 
 logger = logging.getLogger(__name__)
 
+_DEFAULTS = ProcessorOptions()
+
 
 def _add_model_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -47,15 +49,38 @@ def _add_model_args(parser: argparse.ArgumentParser) -> None:
         "--min-chunk-size",
         type=float,
         default=1.0,
-        help="seconds of new audio per decode (default 1.0)",
+        help="margin (s) kept before the end of a decoded window when text is cut there "
+        "(default 1.0)",
+    )
+    parser.add_argument(
+        "--hypothesis-step",
+        type=float,
+        default=_DEFAULTS.hypothesis_step_s,
+        help="seconds of new speech before the next partial decode, which runs as soon as the "
+        f"previous one returned (default {_DEFAULTS.hypothesis_step_s:g})",
+    )
+    parser.add_argument(
+        "--agreement-lead",
+        type=float,
+        default=_DEFAULTS.agreement_lead_s,
+        help="with --commit-policy agreement: right context (s) a word needs before it is "
+        f"committed (default {_DEFAULTS.agreement_lead_s:g})",
+    )
+    parser.add_argument(
+        "--encoder-min",
+        type=float,
+        default=4.0,
+        help="faster-whisper: shortest audio (s) the encoder runs on for partial decodes; "
+        "30 always encodes Whisper's full window (default 4)",
     )
     parser.add_argument(
         "--commit-policy",
         choices=COMMIT_POLICIES,
         default="segments",
         help="when text becomes final: 'segments' (default: end of each utterance, and complete "
-        "segments of speech longer than --commit-window) or 'local_agreement' (as soon as two "
-        "hypotheses agree: earlier, less accurate)",
+        "segments of speech longer than --commit-window), 'agreement' (as segments, and words "
+        "two partial decodes agree on once --agreement-lead seconds follow them) or "
+        "'local_agreement' (as soon as two hypotheses agree: earliest, least accurate)",
     )
     parser.add_argument(
         "--commit-window",
@@ -85,13 +110,22 @@ def _processor_options(args: argparse.Namespace) -> ProcessorOptions:
         use_vad=args.use_vad,
         commit_policy=args.commit_policy,
         commit_window_s=args.commit_window,
+        hypothesis_step_s=args.hypothesis_step,
+        agreement_lead_s=args.agreement_lead,
     )
 
 
 def _backend_options(args: argparse.Namespace) -> dict[str, object]:
     if args.backend == "scripted":
         return {}
-    return {"model": args.model, "device": args.device, "compute_type": args.compute_type}
+    options: dict[str, object] = {
+        "model": args.model,
+        "device": args.device,
+        "compute_type": args.compute_type,
+    }
+    if args.backend == "faster_whisper":
+        options["encoder_min_s"] = args.encoder_min
+    return options
 
 
 def simulate_main(argv: Sequence[str] | None = None) -> int:

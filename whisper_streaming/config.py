@@ -9,7 +9,7 @@ from .exceptions import ConfigError
 __all__ = ["COMMIT_POLICIES", "TASKS", "ProcessorOptions", "ServerOptions", "VadOptions"]
 
 TASKS = ("transcribe", "translate")
-COMMIT_POLICIES = ("segments", "local_agreement")
+COMMIT_POLICIES = ("segments", "agreement", "local_agreement")
 
 
 def _require(condition: bool, message: str) -> None:
@@ -77,6 +77,12 @@ class ProcessorOptions:
             ``"local_agreement"``: as soon as ``agreement_n`` consecutive hypotheses agree
             (LocalAgreement, as whisper_streaming from UFAL does): earlier final text, more
             errors. Measured on the six long-form files in uneven 1-2.5 s chunks: see the README.
+            ``"agreement"``: as ``"segments"``, and in between, the words that two consecutive
+            hypotheses agree on (text, and word ends within ``agreement_shift_s``) once they end
+            at least ``agreement_lead_s`` before the end of the decoded audio, so every committed
+            word was heard with that much right context.
+        agreement_lead_s: see ``"agreement"``.
+        agreement_shift_s: see ``"agreement"``.
         commit_window_s: with ``"segments"``, uncommitted audio that triggers a commit (a
             buffer that reaches ``max_buffer_s`` first is cut as described there).
         language: language code, or None to auto-detect.
@@ -104,6 +110,8 @@ class ProcessorOptions:
     max_overlap_words: int = 5
     agreement_n: int = 2
     commit_policy: str = "segments"
+    agreement_lead_s: float = 1.5
+    agreement_shift_s: float = 0.3
     commit_window_s: float = 10.0
     language: str | None = None
     task: str = "transcribe"
@@ -144,6 +152,14 @@ class ProcessorOptions:
         _require(
             self.commit_policy in COMMIT_POLICIES,
             f"commit_policy must be one of {COMMIT_POLICIES}, got {self.commit_policy!r}",
+        )
+        _require(
+            0.0 <= self.agreement_lead_s <= 10.0,
+            f"agreement_lead_s must be in [0, 10], got {self.agreement_lead_s}",
+        )
+        _require(
+            self.agreement_shift_s > 0.0,
+            f"agreement_shift_s must be > 0, got {self.agreement_shift_s}",
         )
         _require(
             self.commit_window_s >= 2 * self.min_chunk_s,

@@ -305,9 +305,18 @@ def test_health_endpoint_and_unknown_paths() -> None:
         with urllib.request.urlopen(base + "/health", timeout=timeout(5)) as resp:
             health = json.loads(resp.read())
         assert health["status"] == "ok" and health["backend"] == "scripted"
+        assert health["workers"] >= 1 and health["worker_restarts"] == 0
         with pytest.raises(urllib.error.HTTPError) as err:
             urllib.request.urlopen(base + "/nope", timeout=timeout(5))
         assert err.value.code == 404
+        err.value.close()
+        # With no inference worker able to run, /health says so (load balancers stop sending).
+        scheduler = srv.server.context.scheduler  # type: ignore[union-attr]
+        srv.call(scheduler.stop())
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(base + "/health", timeout=timeout(5))
+        assert err.value.code == 503
+        assert json.loads(err.value.read())["status"] == "degraded"
         err.value.close()
 
 

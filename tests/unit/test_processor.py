@@ -130,7 +130,7 @@ def test_trimming_keeps_committed_audio_out_of_the_buffer() -> None:
         assert req.duration_s <= 12.0
 
 
-@pytest.mark.parametrize("policy", ["segments", "local_agreement"])
+@pytest.mark.parametrize("policy", ["segments", "agreement", "local_agreement"])
 def test_uneven_chunks_give_the_exact_transcript(policy: str) -> None:
     """simulate(chunks_s=...) feeds uneven chunks (as a busy server sees them); with either
     commit policy, the buffer stays trimmed and the transcript is exact."""
@@ -502,3 +502,39 @@ def test_request_maps_stream_time_to_audio_time_and_back() -> None:
     assert req.to_audio_s(15.0) == pytest.approx(2.0)  # between the runs
     assert req.to_audio_s(5.0) == 0.0  # before the audio
     assert req.to_audio_s(99.0) == pytest.approx(6.0)  # after it
+
+
+def test_agreement_commits_settled_words_before_the_utterance_ends() -> None:
+    """The "agreement" policy commits, in the middle of speech, the words that two consecutive
+    hypotheses agree on (text and timing) and that end agreement_lead_s before the decoded end;
+    a word whose time moved between the two is not committed."""
+    timeline = timeline_from_text(" ".join(f"w{i}" for i in range(40)), start_s=0.2)
+    backend = ScriptedBackend(timeline=timeline)
+    options = ProcessorOptions(
+        use_vad=False, commit_policy="agreement", agreement_lead_s=1.0, hypothesis_step_s=0.5
+    )
+    proc = ASRProcessor(options)
+    committed: list[Word] = []
+    fed = 0.0
+    while fed < 6.0:
+        proc.insert_audio(tone(0.5))
+        fed += 0.5
+        while (req := proc.next_request()) is not None:
+            update = proc.apply(req, backend.transcribe(req))
+            assert req.kind is RequestKind.HYPOTHESIS
+            assert all(w.end <= fed - 1.0 + 1e-6 for w in update.committed)
+            committed.extend(update.committed)
+    assert committed, "nothing committed before the end of the utterance"
+    assert committed[-1].end >= 6.0 - 1.0 - 1.0  # within a step and the lead of the audio
+    assert words_text(committed) == words_text(timeline[: len(committed)])
+
+    # Two hypotheses that agree in text but not in time commit nothing.
+    proc = ASRProcessor(options)
+    proc.insert_audio(tone(4.0))
+    first = proc.next_request()
+    assert first is not None
+    proc.apply(first, tr("a b c", step=0.3))
+    proc.insert_audio(tone(0.5))
+    second = proc.next_request()
+    assert second is not None
+    assert proc.apply(second, tr("a b c", step=0.9)).committed == (Word(" a", 0.0, 0.25, 0.9),)

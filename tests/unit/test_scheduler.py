@@ -188,3 +188,37 @@ def test_removed_session_is_not_served() -> None:
         return backend
 
     assert asyncio.run(main()).order == [1]
+
+
+class _Fatal(BaseException):
+    """An error no handler in the worker expects."""
+
+
+class DeadlyJob(FakeJob):
+    def next_request(self) -> InferenceRequest | None:
+        raise _Fatal("boom")
+
+
+def test_a_dead_worker_is_replaced_and_the_others_are_served() -> None:
+    """A worker killed by an unexpected error is logged and restarted; the session that killed
+    it can be scheduled again and the other sessions are still served."""
+
+    async def main() -> tuple[Scheduler, FakeJob, int]:
+        scheduler = Scheduler(RecordingBackend(), workers=1)
+        await scheduler.start()
+        deadly = DeadlyJob(9, pending=100)
+        scheduler.notify(deadly)
+        await asyncio.sleep(0.05)
+        alive = scheduler.alive_workers
+        job = FakeJob(1, pending=100)
+        scheduler.notify(job)
+        await asyncio.wait_for(job.done.wait(), 5)
+        deadly.pending = 0
+        assert deadly.job_id not in scheduler._busy
+        await scheduler.stop()
+        return scheduler, job, alive
+
+    scheduler, job, alive = asyncio.run(main())
+    assert scheduler.restarts == 1 and alive == 1
+    assert isinstance(job.results[0], Transcription)
+    assert scheduler.alive_workers == 0  # stopped

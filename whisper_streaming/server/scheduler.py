@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from ..backends.base import ASRBackend, InferenceRequest, Transcription
+from ..exceptions import BackendError
 
 __all__ = ["InferenceJob", "Scheduler", "SchedulerStats", "Timing"]
 
@@ -85,22 +86,46 @@ class Scheduler:
         self._wakeup: asyncio.Condition | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._executor: ThreadPoolExecutor | None = None
+        self._stopping = False
+        self.restarts = 0  # workers replaced after an unexpected error
 
     @property
     def queued(self) -> int:
         """Sessions waiting for a worker."""
         return len(self._ready)
 
+    @property
+    def alive_workers(self) -> int:
+        """Worker tasks running now (a dead one is restarted at once; see :meth:`start`)."""
+        return sum(not task.done() for task in self._tasks)
+
     async def start(self) -> None:
-        """Start the worker tasks (on the running loop)."""
+        """Start the worker tasks (on the running loop). A worker that dies of an unexpected
+        error is logged and replaced, so the shared model keeps serving."""
         if self._tasks:
             return
+        self._stopping = False
         self._wakeup = asyncio.Condition()
         self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="inference")
-        self._tasks = [asyncio.create_task(self._worker(i)) for i in range(self.workers)]
+        self._tasks = [self._spawn(i) for i in range(self.workers)]
+
+    def _spawn(self, index: int) -> asyncio.Task[None]:
+        task = asyncio.create_task(self._worker(index))
+        task.add_done_callback(lambda t: self._on_worker_done(index, t))
+        return task
+
+    def _on_worker_done(self, index: int, task: asyncio.Task[None]) -> None:
+        if self._stopping or task.cancelled():
+            return
+        exc = task.exception()
+        logger.error("inference worker %d died; restarting it", index, exc_info=exc)
+        self.restarts += 1
+        if task in self._tasks:
+            self._tasks[self._tasks.index(task)] = self._spawn(index)
 
     async def stop(self) -> None:
         """Stop the workers; requests in flight finish first."""
+        self._stopping = True
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -138,43 +163,48 @@ class Scheduler:
             return taken
 
     async def _worker(self, index: int) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             taken = await self._take()
-            started = time.monotonic()
-            batch: list[tuple[InferenceJob, InferenceRequest, float]] = []
-            for job, queued_at in taken:
-                try:
-                    request = job.next_request()
-                except Exception:  # a broken session must not stop the worker
-                    logger.exception("session %s failed to build a request", job.job_id)
-                    request = None
-                if request is None:
-                    self._busy.discard(job.job_id)
-                else:
-                    batch.append((job, request, started - queued_at))
-            if not batch:
-                continue
-            requests = [request for _, request, _ in batch]
             try:
-                results = await loop.run_in_executor(self._executor, self._run, requests)
-            except asyncio.CancelledError:
-                for job, _, _ in batch:
+                await self._serve(taken)
+            finally:  # whatever happened, these sessions can be scheduled again
+                for job, _ in taken:
                     self._busy.discard(job.job_id)
-                raise
-            elapsed = time.monotonic() - started
-            self.stats.batches += 1
-            self.stats.requests += len(batch)
-            self.stats.inference_s += elapsed
-            for (job, request, queued_s), result in zip(batch, results, strict=True):
+
+    async def _serve(self, taken: list[tuple[InferenceJob, float]]) -> None:
+        loop = asyncio.get_running_loop()
+        started = time.monotonic()
+        batch: list[tuple[InferenceJob, InferenceRequest, float]] = []
+        for job, queued_at in taken:
+            try:
+                request = job.next_request()
+            except Exception:  # a broken session must not stop the worker
+                logger.exception("session %s failed to build a request", job.job_id)
+                request = None
+            if request is None:
                 self._busy.discard(job.job_id)
-                if isinstance(result, BaseException):
-                    self.stats.failures += 1
-                try:
-                    job.deliver(request, result, Timing(queued_s, elapsed, len(batch)))
-                except Exception:
-                    logger.exception("session %s failed to take its result", job.job_id)
+            else:
+                batch.append((job, request, started - queued_at))
+        if not batch:
+            return
+        requests = [request for _, request, _ in batch]
+        results = await loop.run_in_executor(self._executor, self._run, requests)
+        elapsed = time.monotonic() - started
+        self.stats.batches += 1
+        self.stats.requests += len(batch)
+        self.stats.inference_s += elapsed
+        if len(results) != len(batch):  # a backend's transcribe_batch broke its contract
+            error = BackendError(f"backend returned {len(results)} results for {len(batch)}")
+            results = [error] * len(batch)
+        for (job, request, queued_s), result in zip(batch, results, strict=True):
+            self._busy.discard(job.job_id)
+            if isinstance(result, BaseException):
+                self.stats.failures += 1
+            try:
+                job.deliver(request, result, Timing(queued_s, elapsed, len(batch)))
                 self.notify(job)
+            except Exception:
+                logger.exception("session %s failed to take its result", job.job_id)
 
     def _run(self, requests: Sequence[InferenceRequest]) -> list[Transcription | BaseException]:
         """On a worker thread: one model call; a failing batch is retried request by request."""

@@ -236,18 +236,22 @@ class WhisperStreamingServer:
         assert self.context is not None
         from ..backends.faster_whisper import cuda_available
 
+        workers = self.context.scheduler.alive_workers
+        status = HTTPStatus.OK if workers else HTTPStatus.SERVICE_UNAVAILABLE
         body = {
-            "status": "ok",
+            "status": "ok" if workers else "degraded",
             "websocket_enabled": True,
             "active_connections": self.client_manager.current_clients,
             "max_clients": self.options.max_clients,
             "backend": self.context.backend_name,
             "model": self.context.model_name,
-            "model_loaded": True,
+            "model_loaded": self.backend is not None,
+            "workers": workers,
+            "worker_restarts": self.context.scheduler.restarts,
             "gpu_available": cuda_available(),
             "uptime_s": round(time.monotonic() - self.context.started_at, 1),
         }
-        return _response(HTTPStatus.OK, json.dumps(body).encode(), "application/json")
+        return _response(status, json.dumps(body).encode(), "application/json")
 
 
 def _prepare_folder(folder: str) -> None:

@@ -39,11 +39,16 @@ def words_text(words: Sequence[Word]) -> str:
     return "".join(w.word for w in words).strip()
 
 
-def agreed_prefix_length(previous: Sequence[Word], current: Sequence[Word]) -> int:
-    """Number of leading words on which two consecutive hypotheses agree (normalised text)."""
+def agreed_prefix_length(
+    previous: Sequence[Word], current: Sequence[Word], *, max_shift_s: float | None = None
+) -> int:
+    """Number of leading words on which two consecutive hypotheses agree (normalised text, and
+    with ``max_shift_s``, word ends at most that far apart)."""
     n = 0
     for a, b in zip(previous, current, strict=False):
         if normalize_word(a.word) != normalize_word(b.word):
+            break
+        if max_shift_s is not None and abs(a.end - b.end) > max_shift_s:
             break
         n += 1
     return n

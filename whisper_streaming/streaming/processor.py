@@ -133,7 +133,8 @@ class ASRProcessor:
         self._inflight_window = False  # the request commits its complete segments
         self._inflight_whole = False  # ... and is the whole buffer (not a piled-up window)
         self._segment_done = False  # the last decode completed a segment past committed text
-        self._uses_windows = self.options.commit_policy == "segments"
+        self._uses_windows = self.options.commit_policy in ("segments", "agreement")
+        self._agrees = self.options.commit_policy != "segments"
         self._max_request_samples = int(self.options.max_buffer_s * SAMPLE_RATE)
         # Audio that piled up is decoded in windows of up to 30 s (Whisper's own window), each
         # committed up to its last complete segment, as offline decoding does. Measured on the
@@ -322,11 +323,11 @@ class ASRProcessor:
                 self._decode_again_from(skipped_at, request)
         elif window:
             committed = self._commit_window(request, new, segment_ends, skipped_at, whole=whole)
-        elif self._uses_windows:
+        elif not self._agrees:
             committed = ()
             self._hypothesis = new
         else:
-            committed = self._agree(new)
+            committed = self._agree(new, request)
         self._segment_done = any(e > self._committed_end_s + _EPS_S for e in segment_ends[:-1])
         heard = bool(words) or skipped_at is not None  # a skip means there was speech
         catching_up = window and not whole  # a piled-up window: the hard cap waits
@@ -349,12 +350,22 @@ class ASRProcessor:
 
     # -- internals ---------------------------------------------------------------------------
 
-    def _agree(self, new: list[Word]) -> tuple[Word, ...]:
-        """LocalAgreement-n: commit the prefix the last n hypotheses share."""
+    def _agree(self, new: list[Word], request: InferenceRequest) -> tuple[Word, ...]:
+        """LocalAgreement-n: commit the prefix the last n hypotheses share; with the
+        ``"agreement"`` policy, only words that agree in time too and had right context."""
         full = len(self._previous) == self._previous.maxlen
-        agreed = min((agreed_prefix_length(h, new) for h in self._previous), default=0)
+        shift = None
+        if self._uses_windows:
+            shift = self.options.agreement_shift_s
+        agreed = min(
+            (agreed_prefix_length(h, new, max_shift_s=shift) for h in self._previous), default=0
+        )
         if not full:
             agreed = 0
+        if self._uses_windows:
+            settled = request.to_stream_s(request.duration_s) - self.options.agreement_lead_s
+            while agreed and new[agreed - 1].end > settled:
+                agreed -= 1
         committed = self._commit(new[:agreed])
         self._previous = deque((h[agreed:] for h in self._previous), maxlen=self._previous.maxlen)
         self._hypothesis = new[agreed:]
