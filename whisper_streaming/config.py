@@ -201,6 +201,10 @@ class ServerOptions:
         max_message_bytes: largest WebSocket message accepted (larger: close 1009).
         shutdown_timeout_s: time allowed to flush sessions on shutdown (and after a time limit
             or idle timeout).
+        max_backlog_s: audio (seconds) a session may hold undecoded; past it the server stops
+            reading that client's socket until the model catches up, so TCP slows a client that
+            sends faster than real time and the session's memory stays bounded. A real-time
+            client never reaches it.
         final_stall_s: after the end of audio, the server waits for the final transcript as long
             as the session advances (within ``max_connection_time_s``), and gives up only when
             no decode was taken or delivered for this long; the client is then told what was not
@@ -223,6 +227,7 @@ class ServerOptions:
     max_message_bytes: int = 4 * 2**20
     shutdown_timeout_s: float = 15.0
     final_stall_s: float = 60.0
+    max_backlog_s: float = 120.0
     send_last_n_segments: int = 10
     allowed_origins: tuple[str, ...] | None = None
     save_audio_dir: str | None = None
@@ -239,6 +244,10 @@ class ServerOptions:
         ):
             value = getattr(self, name)
             _require(value > 0, f"{name} must be > 0, got {value}")
+        _require(
+            self.max_backlog_s >= 35.0,
+            f"max_backlog_s must be >= 35 (a 30 s window and more), got {self.max_backlog_s}",
+        )
         _require(
             self.max_bad_frames >= 1, f"max_bad_frames must be >= 1, got {self.max_bad_frames}"
         )

@@ -418,3 +418,31 @@ def test_a_final_transcript_that_cannot_come_is_reported_not_silently_cut() -> N
     errors = [m["message"] for m in messages if m.get("status") == "ERROR"]
     assert len(errors) == 1 and "final transcript incomplete" in errors[0], messages
     assert "of 4.0 s received" in errors[0]
+
+
+def test_a_client_faster_than_the_model_is_held_back_and_loses_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Audio sent much faster than it is decoded: past max_backlog_s the server stops reading
+    the socket (TCP slows the client), so the session never holds more than the limit and a
+    frame, and the transcript is still complete."""
+    from whisper_streaming.server.session import StreamSession
+
+    backlogs: list[float] = []
+    feed = StreamSession.feed
+
+    def recording_feed(self: StreamSession, samples: Any) -> None:
+        feed(self, samples)
+        backlogs.append(self.backlog_s)
+
+    monkeypatch.setattr(StreamSession, "feed", recording_feed)
+    backend = timeline_backend(delay_s=0.1)
+    with running_server(backend, max_backlog_s=40.0) as srv:
+        ws, _ = open_session(srv.url)
+        send_audio(ws, tone_bytes(200.0))
+        ws.send(b"END_OF_AUDIO")
+        messages = receive_all(ws, wait_s=60)
+        assert ws.close_code == 1000
+    assert max(backlogs) <= 40.0 + 0.3, max(backlogs)
+    assert len(backlogs) == 782  # every frame was taken
+    assert final_text(messages) == expected_text(200.0)

@@ -68,7 +68,7 @@ async def watch(
             life.end(EndReason.SHUTDOWN)
         elif now >= deadline:
             life.end(EndReason.TIME_LIMIT)
-        elif now - session.last_audio_at >= options.idle_timeout_s:
+        elif now - session.last_active_at >= options.idle_timeout_s:
             life.end(EndReason.IDLE)
 
 
@@ -251,6 +251,7 @@ class _WhisperLiveConnection:
                             "unexpected text message: send binary audio frames, then END_OF_AUDIO"
                         )
                     self.session.feed(wl.decode_audio(message, self.config.audio_format))
+                    await self.session.hold_back(self.ctx.options.max_backlog_s)
                 except (ProtocolError, AudioError, StateError) as exc:
                     bad_frames += 1
                     self.log.info("bad frame %d: %s", bad_frames, exc)

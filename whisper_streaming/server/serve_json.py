@@ -117,7 +117,7 @@ class _JsonConnection:
             now = time.monotonic()
             if self.recording is not None:
                 self.recording.session.flush_if_quiet(options.quiet_flush_s)
-                self.last_activity = max(self.last_activity, self.recording.session.last_audio_at)
+                self.last_activity = max(self.last_activity, self.recording.session.last_active_at)
             if self.ctx.shutting_down.is_set():
                 self.life.end(EndReason.SHUTDOWN)
             elif now >= self.deadline:
@@ -133,6 +133,8 @@ class _JsonConnection:
                         await self._on_text(message)
                     else:
                         self._on_audio(message)
+                        if self.recording is not None:
+                            await self.recording.session.hold_back(self.ctx.options.max_backlog_s)
                 except (ProtocolError, AudioError, StateError) as exc:
                     code = getattr(exc, "code", "bad_audio")
                     self.bad_frames += 1

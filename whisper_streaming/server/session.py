@@ -85,6 +85,8 @@ class StreamSession:
         self._samples = 0
         self._request_arrival: float = time.monotonic()
         self.last_progress_at = time.monotonic()  # last time a decode was taken or delivered
+        self._progress = asyncio.Event()  # set at each delivery
+        self.held_back = False  # the connection stopped reading until the backlog drains
         self.done = asyncio.Event()
 
     @property
@@ -109,10 +111,35 @@ class StreamSession:
         self._flushed = False
         self._scheduler.notify(self)
 
+    @property
+    def backlog_s(self) -> float:
+        """Seconds of audio received and not yet decoded for good (the processor's buffer)."""
+        return self.processor.buffer_duration_s
+
+    async def hold_back(self, limit_s: float) -> None:
+        """Wait while the backlog is over ``limit_s`` (the caller stops reading its socket
+        meanwhile, so TCP slows the client). Returns at once for a real-time client."""
+        if self.backlog_s <= limit_s:
+            return
+        self.held_back = True
+        try:
+            while self.backlog_s > limit_s and self.state is SessionState.STREAMING:
+                self._progress.clear()
+                await self._progress.wait()
+        finally:
+            self.held_back = False
+            self.last_audio_at = time.monotonic()  # the client was not idle: we were not reading
+
+    @property
+    def last_active_at(self) -> float:
+        """The later of the last audio and the last decode (for the idle timeout)."""
+        return max(self.last_audio_at, self.last_progress_at)
+
     def flush_if_quiet(self, quiet_s: float) -> bool:
         """Finalize pending text if no audio came for ``quiet_s``. Returns whether it did."""
         if (
             self.state is SessionState.STREAMING
+            and not self.held_back
             and not self._flushed
             and time.monotonic() - self.last_audio_at >= quiet_s
         ):
@@ -161,6 +188,7 @@ class StreamSession:
     def close(self) -> None:
         """The connection is gone: drop queued work. Idempotent."""
         self.state = SessionState.CLOSED
+        self._progress.set()
         self._stop_recording()
         self._scheduler.remove(self)
         self.done.set()
@@ -234,6 +262,7 @@ class StreamSession:
         else:
             update = self.processor.apply(request, result)
         self._emit(UpdateEvent(update, timing, self._request_arrival))
+        self._progress.set()
 
     def _emit(self, event: SessionEvent) -> None:
         self.events.put_nowait(event)

@@ -17,11 +17,22 @@ class SpeechBuffer:
     starts. Without VAD there is one run."""
 
     def __init__(self) -> None:
-        self.samples: Float32Array = np.zeros(0, np.float32)
+        self._joined: Float32Array = np.zeros(0, np.float32)
+        self._pending: list[Float32Array] = []  # appended since the last join
+        self._len = 0
         self.anchors: list[tuple[int, int]] = []
 
     def __len__(self) -> int:
-        return int(self.samples.shape[0])
+        return self._len
+
+    @property
+    def samples(self) -> Float32Array:
+        """The buffered samples, contiguous. Appends are joined here, once per read, so a
+        buffer that grows chunk by chunk is not copied whole at every chunk."""
+        if self._pending:
+            self._joined = np.concatenate([self._joined, *self._pending])
+            self._pending = []
+        return self._joined
 
     @property
     def duration_s(self) -> float:
@@ -55,7 +66,8 @@ class SpeechBuffer:
             b, s = self.anchors[-1]
             if s + (n - b) != stream_start:
                 self.anchors.append((n, stream_start))
-        self.samples = np.concatenate([self.samples, samples]) if n else samples.copy()
+        self._pending.append(np.array(samples, np.float32, copy=True))
+        self._len += int(samples.shape[0])
 
     def index_of(self, stream_s: float) -> int:
         """Buffer index of a stream time (a time in a gap maps to the next run's start)."""
@@ -91,7 +103,8 @@ class SpeechBuffer:
         n = max(0, min(n, len(self)))
         if not n:
             return 0
-        self.samples = self.samples[n:].copy()
+        self._joined = self.samples[n:].copy()
+        self._len -= n
         anchors = []
         for i, (b, s) in enumerate(self.anchors):
             run_end = self.anchors[i + 1][0] if i + 1 < len(self.anchors) else None
