@@ -40,6 +40,7 @@ class EndReason(enum.Enum):
     IDLE = "idle"
     SHUTDOWN = "shutdown"
     PROTOCOL = "protocol"
+    SLOW_READER = "slow_reader"
 
 
 class _Lifecycle:
@@ -64,7 +65,9 @@ async def watch(
         await asyncio.sleep(WATCHDOG_INTERVAL_S)
         now = time.monotonic()
         session.flush_if_quiet(options.quiet_flush_s)
-        if ctx.shutting_down.is_set():
+        if session.events.overflowed:
+            life.end(EndReason.SLOW_READER)
+        elif ctx.shutting_down.is_set():
             life.end(EndReason.SHUTDOWN)
         elif now >= deadline:
             life.end(EndReason.TIME_LIMIT)
@@ -82,6 +85,13 @@ def final_deadline(
     if reason is EndReason.END_OF_AUDIO:
         return max(connection_deadline, grace)
     return grace
+
+
+async def close_slow_reader(ws: ServerConnection) -> None:
+    """End a connection whose client stopped reading (its messages piled up): close without
+    waiting for a closing handshake it would not read either."""
+    logger.warning("client does not read its messages; closing")
+    ws.transport.abort()
 
 
 async def _safe_send(ws: ServerConnection, message: str) -> bool:
@@ -207,9 +217,11 @@ class _WhisperLiveConnection:
             await self.life.ended.wait()
             reason = self.life.reason
             self.log.info("ending: %s", reason.value if reason else "?")
-            if reason in (EndReason.CLOSED, EndReason.PROTOCOL):
+            if reason in (EndReason.CLOSED, EndReason.PROTOCOL, EndReason.SLOW_READER):
                 if reason is EndReason.PROTOCOL:
                     await self.ws.close(CloseCode.POLICY_VIOLATION, "too many malformed frames")
+                elif reason is EndReason.SLOW_READER:
+                    await close_slow_reader(self.ws)
                 return
             # Flush: the final decodes run and their segments are sent before we close.
             self.session.finish()

@@ -20,7 +20,14 @@ from ..exceptions import AudioError, ProtocolError, StateError
 from ..streaming.processor import ASRProcessor
 from .context import ServerContext, SessionLogger
 from .protocols import json_v1 as jp
-from .serve_client import WATCHDOG_INTERVAL_S, EndReason, _Lifecycle, _safe_send, final_deadline
+from .serve_client import (
+    WATCHDOG_INTERVAL_S,
+    EndReason,
+    _Lifecycle,
+    _safe_send,
+    close_slow_reader,
+    final_deadline,
+)
 from .session import SessionError, SessionState, StreamSession, UpdateEvent
 
 __all__ = ["serve_json"]
@@ -90,6 +97,9 @@ class _JsonConnection:
                 return
             if reason is EndReason.CLOSED:
                 return
+            if reason is EndReason.SLOW_READER:
+                await close_slow_reader(self.ws)
+                return
             if not await self._stop_recording(wait=True, reason=reason):
                 await self.ws.close(CloseCode.INTERNAL_ERROR, "final transcript incomplete")
                 return
@@ -117,6 +127,8 @@ class _JsonConnection:
             now = time.monotonic()
             if self.recording is not None:
                 self.recording.session.flush_if_quiet(options.quiet_flush_s)
+                if self.recording.session.events.overflowed:
+                    self.life.end(EndReason.SLOW_READER)
                 self.last_activity = max(self.last_activity, self.recording.session.last_active_at)
             if self.ctx.shutting_down.is_set():
                 self.life.end(EndReason.SHUTDOWN)

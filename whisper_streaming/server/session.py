@@ -19,7 +19,14 @@ from ..streaming.processor import ASRProcessor, TranscriptUpdate
 from .metrics import ServerMetrics
 from .scheduler import Scheduler, Timing
 
-__all__ = ["SessionError", "SessionEvent", "SessionState", "StreamSession", "UpdateEvent"]
+__all__ = [
+    "EventQueue",
+    "SessionError",
+    "SessionEvent",
+    "SessionState",
+    "StreamSession",
+    "UpdateEvent",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +58,46 @@ class SessionError:
 
 SessionEvent = UpdateEvent | SessionError
 
+MAX_QUEUED_EVENTS = 512
+"""Events waiting for a client that does not read (its send blocks) before the session ends."""
+
+
+def _partial_only(event: SessionEvent) -> bool:
+    if not isinstance(event, UpdateEvent):
+        return False
+    u = event.update
+    return not (u.committed or u.utterance_end or u.final or u.language or u.segment_ends)
+
+
+class EventQueue:
+    """A session's events for its sender. A partial-only update replaces one still waiting
+    (it supersedes it), so a slow reader gets the latest partial text, every committed word, and
+    a queue that grows only with committed text; past ``MAX_QUEUED_EVENTS`` it reports
+    ``overflowed`` and the connection ends the session."""
+
+    def __init__(self) -> None:
+        self._items: deque[SessionEvent] = deque()
+        self._ready = asyncio.Event()
+        self.overflowed = False
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def put_nowait(self, event: SessionEvent) -> None:
+        if _partial_only(event) and self._items and _partial_only(self._items[-1]):
+            self._items[-1] = event
+        else:
+            self._items.append(event)
+        if len(self._items) > MAX_QUEUED_EVENTS:
+            self.overflowed = True
+        self._ready.set()
+
+    async def get(self) -> SessionEvent:
+        while not self._items:
+            self._ready.clear()
+            await self._ready.wait()
+        return self._items.popleft()
+
 
 class StreamSession:
     """Connects one processor to the shared scheduler.
@@ -76,7 +123,7 @@ class StreamSession:
         self.processor = processor
         self.state = SessionState.STREAMING
         self._scheduler = scheduler
-        self.events: asyncio.Queue[SessionEvent] = asyncio.Queue()
+        self.events = EventQueue()
         self.last_audio_at = time.monotonic()
         self.audio_received_s = 0.0
         self._flushed = True
