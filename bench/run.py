@@ -190,6 +190,8 @@ def run_concurrency(
     jobs: list[tuple[Item, Reference]],
     levels: list[int],
     log: Path,
+    *,
+    keep_going: bool = False,
 ) -> list[dict[str, Any]]:
     out = []
     for n in levels:
@@ -211,7 +213,7 @@ def run_concurrency(
             and not agg["stream_errors"]
         )
         out.append({"streams": n, **agg, **usage, "within_capacity": ok})
-        if not ok:
+        if not ok and not keep_going:
             break
     return out
 
@@ -247,13 +249,15 @@ def markdown(report: dict[str, Any]) -> str:
     if report["concurrency"]:
         lines += [
             "",
-            "| streams | final p50 / p95 (s) | lag slope (s/min) | CPU % | RSS MB "
-            "| within capacity |",
-            "|---|---|---|---|---|---|",
+            "| streams | WER | partial p50 / p95 (s) | final p50 / p95 (s) | lag slope (s/min) "
+            "| CPU % | RSS MB | within capacity |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for c in report["concurrency"]:
             lines.append(
-                f"| {c['streams']} | {f(c['final_latency_s']['p50'])} / "
+                f"| {c['streams']} | {100 * c['streaming_wer']:.1f}% "
+                f"| {f(c['partial_latency_s']['p50'])} / {f(c['partial_latency_s']['p95'])} "
+                f"| {f(c['final_latency_s']['p50'])} / "
                 f"{f(c['final_latency_s']['p95'])} "
                 f"| {f(c['lag_slope_s_per_min'])} | {f(c.get('cpu_percent'))} | "
                 f"{f(c.get('rss_mb_max'))} | {'yes' if c['within_capacity'] else 'no'} |"
@@ -312,6 +316,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--out", type=Path, default=RESULTS, help="where results go")
     parser.add_argument("--tag", default="latest", help="result file name stem")
+    parser.add_argument(
+        "--keep-going",
+        action="store_true",
+        help="try every --concurrency level, even past the first over capacity",
+    )
     parser.add_argument(
         "--server-args",
         default="",
@@ -372,7 +381,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
             )
         print("concurrency:", file=sys.stderr, flush=True)
-        concurrency = run_concurrency(args.url, configs[0], clipped, sorted(args.concurrency), log)
+        concurrency = run_concurrency(
+            args.url, configs[0], clipped, sorted(args.concurrency), log, keep_going=args.keep_going
+        )
     capacity = max([c["streams"] for c in concurrency if c["within_capacity"]], default=0)
     report = {
         "machine": machine(),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import urllib.error
 import urllib.request
 from typing import Any
@@ -209,6 +210,7 @@ def test_health_metrics_and_static_files(tmp_path: Any) -> None:
         ws.send("garbage")
         ws.recv(timeout(5))
         ws.close()
+        time.sleep(0.3)  # the event-loop lag probe observes every 250 ms
         status, ctype, body = _get(base + "/metrics")
         after = body.decode()
         assert status == 200 and ctype.startswith("text/plain")
@@ -220,6 +222,10 @@ def test_health_metrics_and_static_files(tmp_path: Any) -> None:
         assert metric("whisper_streaming_inference_seconds_total", after) > 0
         assert metric("whisper_streaming_queue_wait_seconds_count", after) > 0
         assert metric("whisper_streaming_update_latency_seconds_count", after) > 0
+        assert 'whisper_streaming_decode_seconds_count{kind="hypothesis"}' in after
+        assert 'whisper_streaming_decode_seconds_count{kind="utterance_end"}' in after
+        assert metric("whisper_streaming_lag_seconds_count", after) > 0
+        assert metric("whisper_streaming_event_loop_lag_seconds_count", after) > 0
         assert "whisper_streaming_errors_total" in after and 'code="bad_message"' in after
 
         static = tmp_path / "static"

@@ -431,8 +431,8 @@ def test_a_client_faster_than_the_model_is_held_back_and_loses_nothing(
     backlogs: list[float] = []
     feed = StreamSession.feed
 
-    def recording_feed(self: StreamSession, samples: Any) -> None:
-        feed(self, samples)
+    async def recording_feed(self: StreamSession, samples: Any, convert: Any = None) -> None:
+        await feed(self, samples, convert)
         backlogs.append(self.backlog_s)
 
     monkeypatch.setattr(StreamSession, "feed", recording_feed)

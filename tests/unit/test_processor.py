@@ -538,3 +538,18 @@ def test_agreement_commits_settled_words_before_the_utterance_ends() -> None:
     second = proc.next_request()
     assert second is not None
     assert proc.apply(second, tr("a b c", step=0.9)).committed == (Word(" a", 0.0, 0.25, 0.9),)
+
+
+def test_speech_detected_apart_gives_the_same_stream() -> None:
+    """detect_speech() then insert_audio(speech=...) (the VAD off the event loop) is the same as
+    insert_audio() alone."""
+    audio = np.concatenate([silence(0.7), tone(1.3), silence(1.6), tone(0.9), silence(1.2)])
+    together, apart = vad_processor(), vad_processor()
+    for i in range(0, audio.shape[0], 1600):
+        chunk = audio[i : i + 1600]
+        together.insert_audio(chunk)
+        apart.insert_audio(chunk, speech=apart.detect_speech(chunk))
+    a, b = together.next_request(), apart.next_request()
+    assert a is not None and b is not None
+    assert np.array_equal(a.audio, b.audio) and a.runs == b.runs and a.kind is b.kind
+    assert ASRProcessor(ProcessorOptions(use_vad=False)).detect_speech(audio) is None

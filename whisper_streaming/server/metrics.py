@@ -57,6 +57,12 @@ class ServerMetrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        self.loop_lag = Histogram(
+            "whisper_streaming_event_loop_lag_seconds",
+            "How late a 250 ms timer on the event loop fires (work that blocks the loop).",
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+            registry=r,
+        )
         self.errors = Counter(
             "whisper_streaming_errors", "Errors reported to clients, by code.", ["code"], registry=r
         )

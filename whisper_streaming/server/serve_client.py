@@ -262,7 +262,7 @@ class _WhisperLiveConnection:
                         raise ProtocolError(
                             "unexpected text message: send binary audio frames, then END_OF_AUDIO"
                         )
-                    self.session.feed(wl.decode_audio(message, self.config.audio_format))
+                    await self.session.feed(wl.decode_audio(message, self.config.audio_format))
                     await self.session.hold_back(self.ctx.options.max_backlog_s)
                 except (ProtocolError, AudioError, StateError) as exc:
                     bad_frames += 1

@@ -144,7 +144,7 @@ class _JsonConnection:
                     if isinstance(message, str):
                         await self._on_text(message)
                     else:
-                        self._on_audio(message)
+                        await self._on_audio(message)
                         if self.recording is not None:
                             await self.recording.session.hold_back(self.ctx.options.max_backlog_s)
                 except (ProtocolError, AudioError, StateError) as exc:
@@ -195,12 +195,12 @@ class _JsonConnection:
         recording.sender = asyncio.create_task(self._send(recording))
         self.recording = recording
 
-    def _on_audio(self, data: bytes) -> None:
+    async def _on_audio(self, data: bytes) -> None:
         recording = self.recording
         if recording is None or recording.session.state is not SessionState.STREAMING:
             raise ProtocolError("send start_recording before audio", code="not_started")
         samples = jp.decode_audio(data, recording.config.encoding)
-        recording.session.feed(recording.resampler.process(samples))
+        await recording.session.feed(samples, recording.resampler.process)
 
     async def _stop_recording(self, *, wait: bool, reason: EndReason | None) -> bool:
         """Finish the recording; with ``wait``, wait for its final transcript. Returns False
@@ -208,9 +208,10 @@ class _JsonConnection:
         recording = self.recording
         if recording is None:
             return True
-        tail = recording.resampler.flush()  # the last 2 ms, held back for the filter
+        # The last 2 ms, held back for the filter (after any audio still being resampled).
+        tail = await recording.session.offload(recording.resampler.flush)
         if tail.size and recording.session.state is SessionState.STREAMING:
-            recording.session.feed(tail)
+            await recording.session.feed(tail)
         recording.session.finish()
         if not wait or recording.sender is None:
             return True

@@ -8,14 +8,20 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import functools
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from ..audio import SAMPLE_RATE, Float32Array, WavWriter
 from ..backends.base import InferenceRequest, Transcription
+from ..exceptions import StateError
 from ..streaming.processor import ASRProcessor, TranscriptUpdate
+from ..vad import VadEvent
 from .metrics import ServerMetrics
 from .scheduler import Scheduler, Timing
 
@@ -29,6 +35,8 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 
 class SessionState(enum.Enum):
@@ -134,6 +142,7 @@ class StreamSession:
         self.last_progress_at = time.monotonic()  # last time a decode was taken or delivered
         self._progress = asyncio.Event()  # set at each delivery
         self.held_back = False  # the connection stopped reading until the backlog drains
+        self._worker = ThreadPoolExecutor(1, thread_name_prefix=f"session-{session_id[:16]}")
         self.done = asyncio.Event()
 
     @property
@@ -143,9 +152,23 @@ class StreamSession:
 
     # -- from the connection --------------------------------------------------------------
 
-    def feed(self, samples: Float32Array) -> None:
-        """Append audio (may raise AudioError / StateError) and let the scheduler know."""
-        self.processor.insert_audio(samples)
+    async def feed(
+        self,
+        samples: Float32Array,
+        convert: Callable[[Float32Array], Float32Array] | None = None,
+    ) -> None:
+        """Append audio (may raise AudioError / StateError) and let the scheduler know.
+
+        ``convert`` (a resampler) and the VAD run on this session's own worker thread, in the
+        order the audio came, never on the event loop. Audio that arrives while the session is
+        being ended (a time limit) is not added.
+        """
+        if self.state is not SessionState.STREAMING:
+            raise StateError("the stream has ended; no more audio is accepted")
+        samples, speech = await self.offload(self._prepare, samples, convert)
+        if self.state is not SessionState.STREAMING:
+            return
+        self.processor.insert_audio(samples, speech=speech)
         if self._recorder is not None:
             self._record(samples)
         now = time.monotonic()
@@ -157,6 +180,21 @@ class StreamSession:
             self._metrics.audio_seconds.inc(samples.shape[0] / SAMPLE_RATE)
         self._flushed = False
         self._scheduler.notify(self)
+
+    async def offload(self, fn: Callable[..., _T], *args: Any) -> _T:
+        """Run ``fn(*args)`` on this session's worker thread, after everything offloaded
+        before it (so a resampler or the VAD sees its audio in order, even if the caller was
+        cancelled meanwhile)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._worker, functools.partial(fn, *args))
+
+    def _prepare(
+        self, samples: Float32Array, convert: Callable[[Float32Array], Float32Array] | None
+    ) -> tuple[Float32Array, list[VadEvent] | None]:
+        """On the session's thread: resample, then run the VAD."""
+        if convert is not None:
+            samples = convert(samples)
+        return samples, self.processor.detect_speech(samples)
 
     @property
     def backlog_s(self) -> float:
@@ -236,6 +274,7 @@ class StreamSession:
         """The connection is gone: drop queued work. Idempotent."""
         self.state = SessionState.CLOSED
         self._progress.set()
+        self._worker.shutdown(wait=False)
         self._stop_recording()
         self._scheduler.remove(self)
         self.done.set()

@@ -90,6 +90,7 @@ class WhisperStreamingServer:
         self.context: ServerContext | None = None
         self._server: Server | None = None
         self._handlers: set[asyncio.Task[Any]] = set()
+        self._lag_watch: asyncio.Task[None] | None = None
         self.static_dir = STATIC_DIR
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -106,6 +107,7 @@ class WhisperStreamingServer:
         await loop.run_in_executor(None, _warm_up, backend)
         scheduler = Scheduler(backend, max_batch_size=self._max_batch_size)
         await scheduler.start()
+        self._lag_watch = asyncio.create_task(self._watch_loop_lag())
         self.context = ServerContext(
             options=self.options,
             processor_options=self.processor_options,
@@ -133,6 +135,16 @@ class WhisperStreamingServer:
             self.options.max_clients,
         )
 
+    async def _watch_loop_lag(self, interval_s: float = 0.25) -> None:
+        """Observe how late a timer fires: anything that blocks the event loop shows here."""
+        loop = asyncio.get_running_loop()
+        while True:
+            before = loop.time()
+            await asyncio.sleep(interval_s)
+            if self.context is not None:
+                lag = loop.time() - before - interval_s
+                self.context.metrics.loop_lag.observe(max(0.0, lag))
+
     @property
     def port(self) -> int:
         """The port actually listened on."""
@@ -156,6 +168,9 @@ class WhisperStreamingServer:
         self._server.close(close_connections=True, code=CloseCode.GOING_AWAY)
         await self._server.wait_closed()
         await self.context.scheduler.stop()
+        if self._lag_watch is not None:
+            self._lag_watch.cancel()
+            self._lag_watch = None
         self._server = None
         logger.info("server stopped")
 

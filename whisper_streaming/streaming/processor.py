@@ -37,7 +37,7 @@ from ..audio import SAMPLE_RATE, Float32Array, check_samples
 from ..backends.base import InferenceRequest, RequestKind, Transcription, Word
 from ..config import ProcessorOptions
 from ..exceptions import StateError
-from ..vad import WINDOW_SAMPLES, StreamingVad, VadEventKind
+from ..vad import WINDOW_SAMPLES, StreamingVad, VadEvent, VadEventKind
 from .buffer import SpeechBuffer
 from .hypothesis import (
     agreed_prefix_length,
@@ -194,8 +194,26 @@ class ASRProcessor:
 
     # -- input -------------------------------------------------------------------------------
 
-    def insert_audio(self, samples: npt.ArrayLike) -> None:
+    def detect_speech(self, samples: npt.ArrayLike) -> list[VadEvent] | None:
+        """Run the VAD on the next samples, for :meth:`insert_audio` to take (None without VAD).
+
+        This is the expensive half of feeding audio (one model call per 32 ms), and it touches
+        only the VAD's state, so a server runs it off its event loop. Call it, then
+        ``insert_audio(samples, speech=events)``, for each chunk in order.
+
+        Raises:
+            AudioError: not 1-D, or NaN / infinite values.
+        """
+        if self._vad is None:
+            return None
+        return self._vad.process(check_samples(samples))
+
+    def insert_audio(self, samples: npt.ArrayLike, *, speech: list[VadEvent] | None = None) -> None:
         """Append mono float32 samples at 16 kHz.
+
+        Args:
+            speech: what :meth:`detect_speech` returned for these samples; the VAD runs here
+                when it is not given.
 
         Raises:
             AudioError: not 1-D, or NaN / infinite values.
@@ -211,8 +229,10 @@ class ASRProcessor:
         if self._vad is None:
             self._append(arr, start)
             return
+        if speech is None:
+            speech = self._vad.process(arr)
         self._history = np.concatenate([self._history, arr])
-        for event in self._vad.process(arr):
+        for event in speech:
             if event.kind is VadEventKind.SPEECH_START:
                 self._speech_from = max(event.sample, self._history_start)
             elif self._speech_from is not None:
