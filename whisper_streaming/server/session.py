@@ -185,6 +185,8 @@ class StreamSession:
         """Run ``fn(*args)`` on this session's worker thread, after everything offloaded
         before it (so a resampler or the VAD sees its audio in order, even if the caller was
         cancelled meanwhile)."""
+        if self.state is SessionState.CLOSED:
+            raise StateError("the session is closed")
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._worker, functools.partial(fn, *args))
 
