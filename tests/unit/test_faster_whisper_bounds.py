@@ -56,3 +56,12 @@ def test_trimmed_encode_cuts_the_padded_window_only_when_the_thread_asks() -> No
     frames.value = None
     trimmed(window)
     assert seen == [(80, 3000), (80, 600), (80, 3000), (80, 3000)]
+
+
+@pytest.mark.parametrize(
+    ("cores", "workers", "threads"), [(1, 2, 1), (2, 2, 2), (2, 1, 2), (16, 2, 8), (16, 8, 2)]
+)
+def test_default_cpu_threads(cores: int, workers: int, threads: int) -> None:
+    from whisper_streaming.backends.faster_whisper import default_cpu_threads
+
+    assert default_cpu_threads(cores, workers) == threads
