@@ -124,6 +124,10 @@ class WhisperStreamingServer:
             process_request=self._process_request,
             max_size=self.options.max_message_bytes,
             compression=None,  # audio does not compress; deflate would only cost CPU
+            # No keepalive pings: while a fast client is held back (max_backlog_s) its pong waits
+            # behind the audio it already sent, and a ping timeout would drop a healthy session.
+            # Dead clients are ended by the idle timeout instead.
+            ping_interval=None,
         )
         logger.info(
             "serving %s model %s on ws://%s:%d (WhisperLive protocol at %s), max %d clients",
