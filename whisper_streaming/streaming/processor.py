@@ -135,6 +135,8 @@ class ASRProcessor:
         self._segment_done = False  # the last decode completed a segment past committed text
         self._uses_windows = self.options.commit_policy in ("segments", "agreement")
         self._agrees = self.options.commit_policy != "segments"
+        # "agreement": only words agreeing in time too, with agreement_lead_s of right context.
+        self._settled_only = self.options.commit_policy == "agreement"
         self._max_request_samples = int(self.options.max_buffer_s * SAMPLE_RATE)
         # Audio that piled up is decoded in windows of up to 30 s (Whisper's own window), each
         # committed up to its last complete segment, as offline decoding does. Measured on the
@@ -374,15 +376,13 @@ class ASRProcessor:
         """LocalAgreement-n: commit the prefix the last n hypotheses share; with the
         ``"agreement"`` policy, only words that agree in time too and had right context."""
         full = len(self._previous) == self._previous.maxlen
-        shift = None
-        if self._uses_windows:
-            shift = self.options.agreement_shift_s
+        shift = self.options.agreement_shift_s if self._settled_only else None
         agreed = min(
             (agreed_prefix_length(h, new, max_shift_s=shift) for h in self._previous), default=0
         )
         if not full:
             agreed = 0
-        if self._uses_windows:
+        if self._settled_only:
             settled = request.to_stream_s(request.duration_s) - self.options.agreement_lead_s
             while agreed and new[agreed - 1].end > settled:
                 agreed -= 1
