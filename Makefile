@@ -6,12 +6,13 @@ BIN := $(VENV)/bin
 HOST ?= localhost
 PORT ?= 9090
 
-.PHONY: run test lint unit e2e bench clean help
+.PHONY: run test lint unit e2e bench bench-compare clean help
 
 help:
 	@echo "make run    set up .venv and start the server on the embedded tiny.en model"
 	@echo "make test   set up .venv with the dev extras and run lint, types and all tests"
 	@echo "make bench  run the benchmark (see bench/README.md)"
+	@echo "make bench-compare  this server and WhisperLive side by side (about 50 minutes)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -67,5 +68,20 @@ test: lint $(VENV)/.installed-compat
 bench: $(VENV)/.installed-dev
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
+# WhisperLive 0.10.0 in its own environment, for `make bench-compare`: its server imports torch
+# (the CPU build), and its wheel pins versions ours does not need. Only what its server imports
+# is installed (not PyAudio, OpenVINO or the CUDA libraries its metadata lists).
+WL_VENV := .venv-whisperlive
+$(WL_VENV)/.installed:
+	$(PYTHON) -m venv $(WL_VENV)
+	$(WL_VENV)/bin/python -m pip install -q torch==2.13.0 faster-whisper==1.2.0 \
+	  tokenizers==0.20.3 requests onnxruntime websockets fastapi uvicorn
+	$(WL_VENV)/bin/python -m pip install -q --no-deps whisper-live==0.10.0
+	$(WL_VENV)/bin/python -c "from whisper_live.server import TranscriptionServer"
+	touch $@
+
+bench-compare: $(VENV)/.installed-dev $(WL_VENV)/.installed
+	$(BIN)/python -m bench.compare $(BENCH_ARGS)
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) $(WL_VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

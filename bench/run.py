@@ -147,6 +147,18 @@ def machine() -> dict[str, Any]:
     }
 
 
+def clip(jobs: Sequence[tuple[Item, Reference]], clip_s: float) -> list[tuple[Item, Reference]]:
+    """The first ``clip_s`` seconds of each file, with the reference words that end in them."""
+    out = []
+    n = int(clip_s * 16000)
+    for item, ref in jobs:
+        keep = [i for i, e in enumerate(ref.end_s) if e <= clip_s - 0.5]
+        words = [ref.words[i] for i in keep]
+        ends = [ref.end_s[i] for i in keep]
+        out.append((item, Reference(words, ends, ref.offline_text, ref.samples[:n])))
+    return out
+
+
 def server_flags(config: dict[str, Any]) -> list[str]:
     flags = [
         "--model",
@@ -361,25 +373,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         quality.append(run_quality(args.url, config, jobs, log))
     concurrency: list[dict[str, Any]] = []
     if args.concurrency:
-        clip_jobs = [
-            (item, Reference(ref.words, ref.end_s, ref.offline_text, ref.samples))
-            for item, ref in jobs
-        ]
-        clipped = []
-        for item, ref in clip_jobs:
-            n = int(args.clip_s * 16000)
-            keep = [i for i, e in enumerate(ref.end_s) if e <= args.clip_s - 0.5]
-            clipped.append(
-                (
-                    item,
-                    Reference(
-                        [ref.words[i] for i in keep],
-                        [ref.end_s[i] for i in keep],
-                        ref.offline_text,
-                        ref.samples[:n],
-                    ),
-                )
-            )
+        clipped = clip(jobs, args.clip_s)
         print("concurrency:", file=sys.stderr, flush=True)
         concurrency = run_concurrency(
             args.url, configs[0], clipped, sorted(args.concurrency), log, keep_going=args.keep_going

@@ -1,4 +1,4 @@
-"""Start our server as a subprocess for a run, and sample its CPU time and memory."""
+"""Start our server (or a peer's) as a subprocess for a run, and sample its CPU time and memory."""
 
 from __future__ import annotations
 
@@ -73,6 +73,46 @@ class ServerProcess:
                 self.proc.wait(30)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
+
+
+@dataclass
+class WhisperLiveProcess:
+    """The WhisperLive server (``bench/peers/whisperlive_server.py``) run by ``python``, the
+    interpreter of its own virtual environment, on a free loopback port."""
+
+    python: Path
+    model_dir: str
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/"
+
+    def __enter__(self) -> WhisperLiveProcess:
+        script = Path(__file__).resolve().parent / "peers" / "whisperlive_server.py"
+        log = open(self.log_path or os.devnull, "ab")
+        self.proc = subprocess.Popen(
+            [str(self.python), str(script), str(self.port), self.model_dir],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise SystemExit(f"WhisperLive exited with {self.proc.returncode}; see its log")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    return self
+            except OSError:
+                time.sleep(0.2)
+        raise SystemExit("WhisperLive did not start within 120 s")
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None:
+            self.proc.kill()  # it does not stop on SIGTERM while clients are connected
+            self.proc.wait(30)
 
 
 class ProcessSampler:

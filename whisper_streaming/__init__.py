@@ -24,7 +24,7 @@ from .exceptions import (
     StateError,
     WhisperStreamingError,
 )
-from .streaming import ASRProcessor, ProcessorState, TranscriptUpdate
+from .streaming.processor import ASRProcessor, ProcessorState, TranscriptUpdate
 
 __version__ = "0.1.0"
 

@@ -365,8 +365,13 @@ def test_demo_page_reconnects_with_backoff() -> None:
                 port = first.port
                 page = _open_demo(browser, port)
                 assert not page.is_disabled("#mic")
+            # The page learns of the close a moment after shutdown returns: wait for that, so
+            # every status recorded below is one of the retries.
+            page.wait_for_function(
+                f"{_STATUS}.includes('reconnecting in')", timeout=timeout(10) * 1000
+            )
             seen: list[str] = []
-            deadline = time.monotonic() + 4.0
+            deadline = time.monotonic() + 3.5
             while time.monotonic() < deadline:
                 status = page.inner_text("#status")
                 if not seen or seen[-1] != status:

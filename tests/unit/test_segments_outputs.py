@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from whisper_streaming import TranscriptUpdate
 from whisper_streaming.backends import timeline_from_text
 from whisper_streaming.client.outputs import format_timestamp, render, write_transcript
-from whisper_streaming.streaming import TranscriptUpdate
 from whisper_streaming.streaming.segments import SegmentBuilder
 
 

@@ -10,6 +10,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from ..audio import SAMPLE_RATE, Float32Array
+from ..streaming.timeline import Timeline
 
 __all__ = ["ASRBackend", "InferenceRequest", "RequestKind", "Segment", "Transcription", "Word"]
 
@@ -103,23 +104,18 @@ class InferenceRequest:
     runs: tuple[tuple[float, float], ...] = ()
     kind: RequestKind = RequestKind.HYPOTHESIS
 
+    @property
+    def timeline(self) -> Timeline:
+        """Where ``audio`` lies in the stream (``runs``, or one run at ``offset_s``)."""
+        return Timeline(self.runs or ((0.0, self.offset_s),), self.duration_s)
+
     def to_stream_s(self, audio_s: float) -> float:
         """Map a time in ``audio`` (seconds) to stream time, following ``runs``."""
-        base, stream = 0.0, self.offset_s
-        for run_audio_s, run_stream_s in self.runs:
-            if run_audio_s > audio_s:
-                break
-            base, stream = run_audio_s, run_stream_s
-        return stream + (audio_s - base)
+        return self.timeline.to_stream_s(audio_s)
 
     def to_audio_s(self, stream_s: float) -> float:
         """Map a stream time to a time in ``audio`` (a time in a gap maps to the next run)."""
-        result = 0.0
-        for run_audio_s, run_stream_s in self.runs or ((0.0, self.offset_s),):
-            if run_stream_s > stream_s:
-                return min(result, run_audio_s)
-            result = run_audio_s + (stream_s - run_stream_s)
-        return min(result, self.duration_s)
+        return self.timeline.to_audio_s(stream_s)
 
     @property
     def duration_s(self) -> float:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..audio import SAMPLE_RATE, Float32Array
+from .timeline import Timeline
 
 __all__ = ["SpeechBuffer"]
 
@@ -69,16 +70,16 @@ class SpeechBuffer:
         self._pending.append(np.array(samples, np.float32, copy=True))
         self._len += int(samples.shape[0])
 
+    @property
+    def timeline(self) -> Timeline:
+        """Where the buffered audio lies in the stream."""
+        return Timeline(self.runs_s, self.duration_s)
+
     def index_of(self, stream_s: float) -> int:
         """Buffer index of a stream time (a time in a gap maps to the next run's start)."""
-        target = stream_s * SAMPLE_RATE
-        index = 0
-        for i, (b, s) in enumerate(self.anchors):
-            run_end = self.anchors[i + 1][0] if i + 1 < len(self.anchors) else len(self)
-            if target < s:
-                return index  # before this run: inside the previous run, or in the gap
-            index = int(round(b + min(target - s, run_end - b)))
-        return index
+        if not self.anchors:
+            return 0
+        return int(round(self.timeline.to_audio_s(stream_s) * SAMPLE_RATE))
 
     def seconds_after(self, stream_s: float) -> float:
         """Seconds of buffered audio after a stream time."""

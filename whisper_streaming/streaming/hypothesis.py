@@ -10,14 +10,17 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
-from ..backends.base import Segment, Word
+from ..backends.base import InferenceRequest, Segment, Transcription, Word
 
 __all__ = [
+    "Heard",
     "agreed_prefix_length",
     "drop_committed",
     "find_skipped_speech",
     "first_words",
+    "hear",
     "heard_segments",
     "is_hallucination",
     "normalize_word",
@@ -27,6 +30,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _NON_WORD = re.compile(r"[^\w']+")
+_SAME_PLACE_S = 1e-3  # two skips this close are the same place
 
 
 def normalize_word(word: str) -> str:
@@ -224,3 +228,57 @@ def first_words(
             words.extend(mapped)
             ends.append(mapped[-1].end)
     return words, tuple(ends)
+
+
+@dataclass(frozen=True, slots=True)
+class Heard:
+    """What a decode heard, in stream time (see :func:`hear`)."""
+
+    words: list[Word]
+    segment_ends: tuple[float, ...]
+    skipped_at: float | None
+
+
+def hear(
+    request: InferenceRequest,
+    result: Transcription,
+    *,
+    no_speech_threshold: float,
+    logprob_threshold: float,
+    skipped_speech_s: float,
+    committed_end_s: float,
+    ignore_skip_at: float | None = None,
+) -> Heard:
+    """Words of a decode in stream time, without segments that look silent or invented
+    (:func:`heard_segments`), and where the model skipped speech (:func:`find_skipped_speech`)
+    if it did: the words from there on are left out. A skip at ``ignore_skip_at`` (stream time)
+    is taken as it is (a second look at the same place)."""
+    kept = heard_segments(
+        result.segments,
+        no_speech_threshold=no_speech_threshold,
+        logprob_threshold=logprob_threshold,
+    )
+    audio_words = [w for seg_words in kept for w in seg_words]
+    skip = find_skipped_speech(
+        audio_words,
+        request.duration_s if request.final else None,
+        skipped_speech_s,
+        new_from_s=request.to_audio_s(committed_end_s),
+    )
+    skipped_at = request.to_stream_s(skip[1]) if skip is not None else None
+    if (
+        skipped_at is not None
+        and ignore_skip_at is not None
+        and abs(skipped_at - ignore_skip_at) < _SAME_PLACE_S
+    ):
+        skip = skipped_at = None
+    limit = skip[0] if skip is not None else len(audio_words)
+    words, ends = first_words(kept, limit, request.to_stream_s)
+    if skipped_at is not None:
+        logger.debug(
+            "decode #%d skipped speech at %.2f s: kept %r",
+            request.request_id,
+            skipped_at,
+            words_text(words),
+        )
+    return Heard(words, ends, skipped_at)
