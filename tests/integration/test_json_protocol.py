@@ -85,6 +85,26 @@ def test_recording_messages_and_a_second_recording() -> None:
         ws.close()
 
 
+def test_audio_right_after_stop_recording_is_not_an_error() -> None:
+    """A worklet's last buffers, sent just after stop_recording, are ignored: no error, no
+    strike toward the bad-frame budget; audio long after the stop is still an error."""
+    with running_server(max_bad_frames=3) as srv:
+        ws, _ = json_session(srv.url)
+        ws.send(json.dumps({"type": "start_recording", "config": {"encoding": "pcm_s16le"}}))
+        send_chunks(ws, pcm16(tone(2.0)))
+        ws.send(json.dumps({"type": "stop_recording"}))
+        for _ in range(5):  # more than the budget
+            ws.send(pcm16(tone(0.1)))
+        messages = until(ws, "stopped")
+        assert not [m for m in messages if m["type"] == "error"], messages
+        ws.send(json.dumps({"type": "ping"}))
+        assert json.loads(ws.recv(timeout(5))) == {"type": "pong"}
+        time.sleep(1.2)
+        ws.send(pcm16(tone(0.1)))
+        assert json.loads(ws.recv(timeout(5)))["code"] == "not_started"
+        ws.close()
+
+
 @pytest.mark.parametrize("rate", [8000, 44100, 48000])
 def test_other_sample_rates_are_resampled(rate: int) -> None:
     """float32 audio at 8 to 48 kHz is resampled to 16 kHz on the server."""
@@ -118,6 +138,15 @@ def test_other_sample_rates_are_resampled(rate: int) -> None:
             "unsupported_rate",
         ),
         (json.dumps({"type": "start_recording", "config": {"encoding": "mp3"}}), "bad_config"),
+        # Hostile input: each used to end the handler with a traceback and leave the client
+        # without an answer.
+        ('{"type": "start_recording", "config": ' + "[" * 5000 + "]" * 5000 + "}", "bad_message"),
+        (
+            '{"type": "start_recording", "config": {"sample_rate": 1' + "0" * 5000 + "}}",
+            "bad_message",
+        ),
+        (json.dumps({"type": "ping", "pad": "x" * 70_000}), "bad_message"),
+        (json.dumps({"type": "x\n[forged] log line" * 1000}), "bad_message"),
     ],
 )
 def test_bad_input_gets_a_typed_error(message: str | bytes, code: str) -> None:

@@ -201,6 +201,11 @@ def test_abrupt_disconnect_frees_the_slot_and_others_carry_on() -> None:
         (json.dumps(["uid"]), "JSON object"),
         (json.dumps({"uid": "x", "task": "dance"}), "task"),
         (b"\x00\x00\x80\x3f" * 100, "before any audio"),
+        # Hostile input: each used to end the handler with a traceback and no answer.
+        ('{"uid": "deep", "x": ' + "[" * 5000 + "]" * 5000 + "}", "nested too deeply"),
+        ('{"uid": "big", "send_last_n_segments": 1' + "0" * 5000 + "}", "not valid JSON"),
+        (json.dumps({"uid": "long", "pad": "x" * 70_000}), "too long"),
+        (json.dumps({"uid": "x", "language": ["a" * 500]}), "'language'"),
     ],
 )
 def test_bad_first_message_gets_error_and_close(first: str | bytes, needle: str) -> None:

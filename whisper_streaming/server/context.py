@@ -16,6 +16,7 @@ from ..audio import WavWriter
 from ..config import ProcessorOptions, ServerOptions
 from .client_manager import ClientManager
 from .metrics import ServerMetrics
+from .protocols import printable
 from .scheduler import Scheduler
 
 __all__ = ["ServerContext", "SessionLogger"]
@@ -42,7 +43,7 @@ class ServerContext:
     @staticmethod
     def new_session_id(prefix: str) -> str:
         """A process-unique session id (client uids may collide)."""
-        return f"{prefix}-{next(_ids)}"
+        return f"{printable(prefix, 40)}-{next(_ids)}"
 
     def open_recording(self, session_id: str) -> WavWriter | None:
         """A WAV file for the session's audio when ``save_audio_dir`` is set, else None.

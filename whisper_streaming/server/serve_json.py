@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import math
 import time
 
 from websockets.asyncio.server import ServerConnection
@@ -31,6 +32,10 @@ from .serve_client import (
 from .session import SessionError, SessionState, StreamSession, UpdateEvent
 
 __all__ = ["serve_json"]
+
+# Audio frames that arrive this soon after stop_recording are the sender's last buffers, ignored
+# without an error (and not counted toward the bad-frame budget).
+TRAILING_AUDIO_S = 1.0
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +88,8 @@ class _JsonConnection:
         self.recording: _Recording | None = None
         self.last_activity = time.monotonic()
         self.bad_frames = 0
+        self.stopped_at: float | None = None  # when the client last sent stop_recording
+        self.trailing_frames = 0
         self.segment_id = 0
         self._recordings = 0
 
@@ -174,6 +181,7 @@ class _JsonConnection:
         else:
             if self.recording is None:
                 raise ProtocolError("no recording to stop", code="not_started")
+            self.stopped_at = time.monotonic()
             await self._stop_recording(wait=False, reason=EndReason.END_OF_AUDIO)
 
     def _start(self, config: jp.RecordingConfig) -> None:
@@ -198,6 +206,13 @@ class _JsonConnection:
     async def _on_audio(self, data: bytes) -> None:
         recording = self.recording
         if recording is None or recording.session.state is not SessionState.STREAMING:
+            since_stop = time.monotonic() - (self.stopped_at or -math.inf)
+            if since_stop <= TRAILING_AUDIO_S:
+                # A browser's audio worklet still delivers the buffers it held when the page
+                # said stop: they are after the end of the recording, not errors.
+                self.trailing_frames += 1
+                self.log.debug("audio after stop_recording ignored (%d)", self.trailing_frames)
+                return
             raise ProtocolError("send start_recording before audio", code="not_started")
         samples = jp.decode_audio(data, recording.config.encoding)
         await recording.session.feed(samples, recording.resampler.process)

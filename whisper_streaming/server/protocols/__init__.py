@@ -1,1 +1,47 @@
 """Wire protocols, as parse / serialize functions over typed messages."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ...exceptions import ProtocolError
+
+__all__ = ["MAX_TEXT_CHARS", "load_object", "printable", "shown"]
+
+MAX_TEXT_CHARS = 65_536  # a client's JSON message; real ones are a few hundred characters
+
+
+def load_object(raw: str, what: str) -> dict[str, Any]:
+    """Parse a client's JSON text frame that must hold one object.
+
+    Hostile input gets a :class:`ProtocolError` (never another exception): too long, not JSON,
+    nested deeper than the parser goes, integers longer than Python converts, or not an object.
+    """
+    if len(raw) > MAX_TEXT_CHARS:
+        raise ProtocolError(f"{what} is too long: {len(raw)} characters, at most {MAX_TEXT_CHARS}")
+    try:
+        data = json.loads(raw)
+    except RecursionError:
+        raise ProtocolError(f"{what} is nested too deeply") from None
+    except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError, int digit limit
+        raise ProtocolError(f"{what} is not valid JSON: {printable(str(exc), 200)}") from None
+    if not isinstance(data, dict):
+        raise ProtocolError(f"{what} must be a JSON object")
+    return data
+
+
+def printable(text: str, limit: int = 80) -> str:
+    """``text`` safe for a log line or an error message: control characters escaped (a client
+    cannot forge log lines), cut to ``limit`` characters."""
+    out = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text[: limit + 1])
+    return out if len(out) <= limit else out[: limit - 1] + "…"
+
+
+def shown(value: object) -> str:
+    """A client's value quoted in an error message: its repr, made :func:`printable`."""
+    try:
+        text = repr(value)
+    except RecursionError:
+        text = f"<a deeply nested {type(value).__name__}>"
+    return printable(text)

@@ -16,6 +16,7 @@ from ...audio import SAMPLE_RATE, Float32Array, decode_frame
 from ...backends.base import Word
 from ...config import TASKS
 from ...exceptions import AudioError, ProtocolError
+from . import load_object, shown
 
 __all__ = [
     "ENCODINGS",
@@ -78,7 +79,9 @@ def _config(data: Any) -> RecordingConfig:
         raise ProtocolError("'config' must be an object", code="bad_config")
     rate = data.get("sample_rate", SAMPLE_RATE)
     if not isinstance(rate, int) or isinstance(rate, bool):
-        raise ProtocolError(f"'sample_rate' must be an integer, got {rate!r}", code="bad_config")
+        raise ProtocolError(
+            f"'sample_rate' must be an integer, got {shown(rate)}", code="bad_config"
+        )
     if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
         raise ProtocolError(
             f"unsupported sample_rate {rate}: use {MIN_SAMPLE_RATE} to {MAX_SAMPLE_RATE} Hz",
@@ -87,16 +90,16 @@ def _config(data: Any) -> RecordingConfig:
     encoding = data.get("encoding", "pcm_s16le")
     if encoding not in ENCODINGS:
         raise ProtocolError(
-            f"'encoding' must be one of {ENCODINGS}, got {encoding!r}", code="bad_config"
+            f"'encoding' must be one of {ENCODINGS}, got {shown(encoding)}", code="bad_config"
         )
     lang = data.get("language")
     if lang is not None and (not isinstance(lang, str) or not 2 <= len(lang) <= 8):
         raise ProtocolError(
-            f"'language' must be a language code or null, got {lang!r}", code="bad_config"
+            f"'language' must be a language code or null, got {shown(lang)}", code="bad_config"
         )
     task = data.get("task", "transcribe")
     if task not in TASKS:
-        raise ProtocolError(f"'task' must be one of {TASKS}, got {task!r}", code="bad_config")
+        raise ProtocolError(f"'task' must be one of {TASKS}, got {shown(task)}", code="bad_config")
     return RecordingConfig(
         rate, encoding, lang or None, task, bool(data.get("word_timestamps", True))
     )
@@ -109,12 +112,7 @@ def parse(raw: str) -> ClientMessage:
         ProtocolError: malformed JSON (``bad_message``), unknown type (``bad_message``) or a bad
             recording config (``bad_config`` / ``unsupported_rate``).
     """
-    try:
-        data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ProtocolError(f"message is not valid JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ProtocolError("message must be a JSON object")
+    data = load_object(raw, "message")
     kind = data.get("type")
     if kind == "start_recording":
         return StartRecording(_config(data.get("config")))
@@ -123,7 +121,7 @@ def parse(raw: str) -> ClientMessage:
     if kind == "ping":
         return Ping()
     raise ProtocolError(
-        f"unknown message type {kind!r}: expected start_recording, stop_recording or ping"
+        f"unknown message type {shown(kind)}: expected start_recording, stop_recording or ping"
     )
 
 

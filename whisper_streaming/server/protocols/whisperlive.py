@@ -16,6 +16,7 @@ from ...audio import Float32Array, decode_frame
 from ...config import TASKS
 from ...exceptions import AudioError, ProtocolError
 from ...streaming.segments import TranscriptSegment
+from . import load_object, shown
 
 __all__ = [
     "END_OF_AUDIO",
@@ -60,28 +61,25 @@ def parse_config(raw: str | bytes) -> ClientConfig:
         raise ProtocolError(
             "expected a JSON configuration message before any audio", code="not_started"
         )
-    try:
-        data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ProtocolError(f"configuration is not valid JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ProtocolError("configuration must be a JSON object")
+    data = load_object(raw, "configuration")
     uid = data.get("uid")
     if not isinstance(uid, str) or not uid:
         raise ProtocolError("configuration has no 'uid' (a non-empty string)")
     language = data.get("language")
     if language is not None and (not isinstance(language, str) or not 2 <= len(language) <= 8):
-        raise ProtocolError(f"'language' must be a language code or null, got {language!r}")
+        raise ProtocolError(f"'language' must be a language code or null, got {shown(language)}")
     task = data.get("task") or "transcribe"
     if task not in TASKS:
-        raise ProtocolError(f"'task' must be one of {TASKS}, got {task!r}")
+        raise ProtocolError(f"'task' must be one of {TASKS}, got {shown(task)}")
     model = data.get("model")
     n = data.get("send_last_n_segments", 10)
     if not isinstance(n, int) or isinstance(n, bool) or not 0 <= n <= 1000:
-        raise ProtocolError(f"'send_last_n_segments' must be an integer 0..1000, got {n!r}")
+        raise ProtocolError(f"'send_last_n_segments' must be an integer 0..1000, got {shown(n)}")
     audio_format = data.get("audio_format") or "float32"
     if audio_format not in AUDIO_FORMATS:
-        raise ProtocolError(f"'audio_format' must be one of {AUDIO_FORMATS}, got {audio_format!r}")
+        raise ProtocolError(
+            f"'audio_format' must be one of {AUDIO_FORMATS}, got {shown(audio_format)}"
+        )
     prompt = data.get("initial_prompt")
     return ClientConfig(
         uid=uid,
