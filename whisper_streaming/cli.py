@@ -221,8 +221,9 @@ def serve_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--cors-origins",
         default=None,
-        help="comma-separated browser origins allowed to connect besides this server's own pages "
-        "(default: any)",
+        help="comma-separated browser origins allowed to open WebSockets (https://app.example), "
+        "or '*' for any; pages on localhost and this server's own pages reached by IP address "
+        "are always allowed, pages reached by host name must be listed",
     )
     parser.add_argument(
         "--save-audio",

@@ -211,8 +211,10 @@ class ServerOptions:
             transcribed (an error, close code 1011).
         send_last_n_segments: completed segments repeated in each WhisperLive message.
         allowed_origins: browser origins (``"https://app.example.com"``) allowed to open
-            WebSockets besides the server's own pages; None allows every origin. Clients that send
-            no Origin header (not browsers) are always allowed.
+            WebSockets besides pages on localhost and the server's own pages reached by IP
+            address (a page reached by host name must be listed: otherwise a DNS rebinding
+            page could pass for it); ``"*"`` allows every origin. Clients that send no Origin
+            header (not browsers) are always allowed.
         save_audio_dir: a folder where each session's audio is written as the model receives
             it (16 kHz mono float32 WAV, after resampling), named ``<time>-<session id>.wav``, to
             hear what the server heard; None saves nothing.

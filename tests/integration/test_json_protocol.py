@@ -277,22 +277,53 @@ def test_health_metrics_and_static_files(tmp_path: Any) -> None:
         assert _get(base + "/")[2] == b"<h1>hi</h1>"
 
 
-def test_origin_allow_list() -> None:
-    """With allowed_origins, other browser origins are refused (403); listed ones connect."""
+def _opens(url: str, origin: str | None, host: str | None = None) -> bool:
+    """Whether a WebSocket with this Origin (and Host) header is accepted; 403 otherwise."""
     from websockets.exceptions import InvalidStatus
     from websockets.sync.client import connect
 
+    headers = {"Host": host} if host else None
+    try:
+        ws = connect(
+            url,
+            origin=origin,
+            additional_headers=headers,
+            open_timeout=timeout(5),  # type: ignore[arg-type]
+        ).__enter__()
+    except InvalidStatus as exc:
+        assert exc.response.status_code == 403
+        return False
+    assert json.loads(ws.recv(timeout(5)))["type"] == "ready"
+    ws.close()
+    return True
+
+
+def test_origins_by_default() -> None:
+    """By default: non-browser clients, pages on localhost and the server's own page reached by
+    IP address connect; other sites, and a DNS rebinding page (its name in both Origin and
+    Host), are refused with 403."""
+    with running_server() as srv:
+        url = srv.url.rstrip("/") + "/ws/transcribe"
+        assert _opens(url, None)
+        assert _opens(url, "http://localhost:3000") and _opens(url, "http://[::1]:8080")
+        assert _opens(url, f"http://127.0.0.1:{srv.port}")
+        assert not _opens(url, "https://evil.example")
+        rebinding = f"evil.example:{srv.port}"
+        assert not _opens(url, f"http://{rebinding}", host=rebinding)
+        assert not _opens(url, "http://[::1")  # malformed: refused, not a 500
+
+
+def test_origin_allow_list() -> None:
+    """With allowed_origins, listed origins connect too; '*' lets every origin in."""
     with running_server(allowed_origins=("https://app.example",)) as srv:
         url = srv.url.rstrip("/") + "/ws/transcribe"
-        with pytest.raises(InvalidStatus) as err:
-            connect(url, origin="https://evil.example", open_timeout=timeout(5)).__enter__()
-        assert err.value.response.status_code == 403
-        ok = connect(url, origin="https://app.example", open_timeout=timeout(5)).__enter__()
-        assert json.loads(ok.recv(timeout(5)))["type"] == "ready"
-        ok.close()
-        same = connect(url, origin=f"http://127.0.0.1:{srv.port}", open_timeout=timeout(5))
-        assert json.loads(same.__enter__().recv(timeout(5)))["type"] == "ready"
-        same.close()
+        assert not _opens(url, "https://evil.example")
+        assert _opens(url, "https://app.example")
+        assert _opens(url, f"http://127.0.0.1:{srv.port}")
+        rebinding = f"evil.example:{srv.port}"
+        assert not _opens(url, f"http://{rebinding}", host=rebinding)
+    with running_server(allowed_origins=("*",)) as srv:
+        assert _opens(srv.url.rstrip("/") + "/ws/transcribe", "https://anywhere.example")
 
 
 def test_demo_page_and_simple_client_are_served() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import mimetypes
 import os
@@ -30,7 +31,13 @@ from .scheduler import Scheduler
 from .serve_client import serve_whisperlive
 from .serve_json import serve_json
 
-__all__ = ["JSON_PATH", "STATIC_DIR", "WHISPERLIVE_PATH", "WhisperStreamingServer"]
+__all__ = [
+    "JSON_PATH",
+    "STATIC_DIR",
+    "WHISPERLIVE_PATH",
+    "WhisperStreamingServer",
+    "origin_allowed",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +98,7 @@ class WhisperStreamingServer:
         self._server: Server | None = None
         self._handlers: set[asyncio.Task[Any]] = set()
         self._lag_watch: asyncio.Task[None] | None = None
+        self._public = False  # listening beyond loopback (see origin_allowed)
         self.static_dir = STATIC_DIR
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -108,6 +116,7 @@ class WhisperStreamingServer:
         scheduler = Scheduler(backend, max_batch_size=self._max_batch_size)
         await scheduler.start()
         self._lag_watch = asyncio.create_task(self._watch_loop_lag())
+        self._public = not _is_loopback_host(host)
         self.context = ServerContext(
             options=self.options,
             processor_options=self.processor_options,
@@ -219,7 +228,11 @@ class WhisperStreamingServer:
 
     def _process_request(self, ws: ServerConnection, request: Request) -> Response | None:
         path = request.path.split("?", 1)[0]
-        upgrade = "websocket" in request.headers.get("Upgrade", "").lower()
+        if request.method != "GET":
+            response = _text(HTTPStatus.METHOD_NOT_ALLOWED, f"{request.method} is not allowed\n")
+            response.headers["Allow"] = "GET"
+            return response
+        upgrade = "websocket" in (_header(request, "Upgrade") or "").lower()
         if upgrade:
             if not self._origin_allowed(request):
                 return _text(HTTPStatus.FORBIDDEN, "origin not allowed\n")
@@ -241,13 +254,15 @@ class WhisperStreamingServer:
         return _text(HTTPStatus.NOT_FOUND, "not found\n")
 
     def _origin_allowed(self, request: Request) -> bool:
-        allowed = self.options.allowed_origins
-        origin = request.headers.get("Origin")
-        if allowed is None or origin is None:
-            return True
-        host = request.headers.get("Host", "")
-        same_origin = urllib.parse.urlsplit(origin).netloc == host
-        return same_origin or origin in allowed
+        origins = request.headers.get_all("Origin")
+        if len(origins) > 1:  # a browser sends one
+            return False
+        return origin_allowed(
+            origins[0] if origins else None,
+            _header(request, "Host") or "",
+            self.options.allowed_origins or (),
+            public=self._public,
+        )
 
     def _health(self) -> Response:
         import json
@@ -307,14 +322,60 @@ def _response(status: HTTPStatus, body: bytes, content_type: str) -> Response:
     return Response(status.value, status.phrase, headers, body)
 
 
+def origin_allowed(
+    origin: str | None, host: str, allowed: tuple[str, ...], *, public: bool
+) -> bool:
+    """Whether a browser page from ``origin`` may open a WebSocket on this server.
+
+    Allowed: clients that send no Origin (not browsers), listed origins (``"*"``: any), pages on
+    localhost, and the server's own pages (Origin matching the Host header) reached by IP
+    address, or by name when the server listens beyond loopback (``public``). A page reached by
+    name on a loopback-only server is refused unless listed: it could be a DNS rebinding page
+    (an attacker's name resolving to 127.0.0.1), whose Origin and Host would match too.
+    """
+    if origin is None or origin in allowed or "*" in allowed:
+        return True
+    try:
+        parts = urllib.parse.urlsplit(origin)
+        hostname = parts.hostname or ""
+    except ValueError:  # "http://[::1" and the like
+        return False
+    if _is_loopback_host(hostname):
+        return True
+    return parts.netloc == host and (public or _is_ip(hostname))
+
+
+def _header(request: Request, name: str) -> str | None:
+    """A header's value; None when it is missing or repeated (``Headers.get`` raises then)."""
+    values = request.headers.get_all(name)
+    return values[0] if len(values) == 1 else None
+
+
+def _is_loopback_host(hostname: str) -> bool:
+    return hostname == "localhost" or _is_ip(hostname, loopback=True)
+
+
+def _is_ip(hostname: str, *, loopback: bool = False) -> bool:
+    try:
+        address = ipaddress.ip_address(hostname)
+    except ValueError:
+        return False
+    return address.is_loopback or not loopback
+
+
 def _static(root: Path, relative: str) -> Response:
-    """A file under ``root``; anything that resolves outside it (``..``, encoded or not) is 404."""
+    """A file under ``root``; anything that resolves outside it (``..``, encoded or not), or
+    that the file system refuses (a name too long), is 404."""
     name = urllib.parse.unquote(relative)
     if not name or "\x00" in name or "\\" in name:
         return _text(HTTPStatus.NOT_FOUND, "not found\n")
     base = root.resolve()
-    target = (base / name).resolve()
-    if base not in target.parents or not target.is_file():
+    try:
+        target = (base / name).resolve()
+        found = base in target.parents and target.is_file()
+    except OSError:
+        found = False
+    if not found:
         return _text(HTTPStatus.NOT_FOUND, "not found\n")
     content_type = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
     if content_type.startswith("text/") or content_type in ("application/javascript",):
