@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -49,8 +48,9 @@ def run_level(
     log = args.out / f"{args.tag}.{server}.server.log"
     proc: ServerProcess | WhisperLiveProcess
     if server == "whisperlive":
-        os.environ["OMP_NUM_THREADS"] = str(args.whisperlive_threads)
-        proc = WhisperLiveProcess(args.whisperlive_python, model_dir, log_path=log)
+        proc = WhisperLiveProcess(
+            args.whisperlive_python, model_dir, args.whisperlive_threads, log_path=log
+        )
     else:
         proc = ServerProcess(args.server_args.split(), log_path=log)
     with proc as srv:

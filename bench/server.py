@@ -11,7 +11,9 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
+_S = TypeVar("_S", bound="_Subprocess")
 _CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
@@ -22,49 +24,46 @@ def free_port() -> int:
 
 
 @dataclass
-class ServerProcess:
-    """Our server, started with the given CLI flags on a free loopback port."""
+class _Subprocess:
+    """A server started as a subprocess on a free loopback port, stopped on exit."""
 
-    flags: list[str]
-    port: int = field(default_factory=free_port)
-    proc: subprocess.Popen[bytes] | None = None
-    log_path: Path | None = None
+    port: int = field(default_factory=free_port, kw_only=True)
+    proc: subprocess.Popen[bytes] | None = field(default=None, kw_only=True)
+    log_path: Path | None = field(default=None, kw_only=True)
+    name = "server"
 
     @property
     def url(self) -> str:
         return f"ws://127.0.0.1:{self.port}/"
 
-    def __enter__(self) -> ServerProcess:
-        log = open(self.log_path or os.devnull, "wb")
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def env(self) -> dict[str, str] | None:
+        """The environment to start it in (None: ours)."""
+        return None
+
+    def ready(self) -> bool:
+        """Whether the server answers (polled until it does)."""
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                return True
+        except OSError:
+            return False
+
+    def __enter__(self: _S) -> _S:
+        log = open(self.log_path or os.devnull, "ab")
         self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "whisper_streaming",
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--max-clients",
-                "32",
-                "--log-level",
-                "WARNING",
-                *self.flags,
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
+            self.command(), stdout=log, stderr=subprocess.STDOUT, env=self.env()
         )
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise SystemExit(f"server exited with {self.proc.returncode}; flags {self.flags}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=1):
-                    return self
-            except OSError:
-                time.sleep(0.2)
-        raise SystemExit("server did not start within 120 s")
+                raise SystemExit(f"{self.name} exited with {self.proc.returncode}; see its log")
+            if self.ready():
+                return self
+            time.sleep(0.2)
+        raise SystemExit(f"{self.name} did not start within 120 s")
 
     def __exit__(self, *exc: object) -> None:
         if self.proc is not None:
@@ -72,47 +71,57 @@ class ServerProcess:
             try:
                 self.proc.wait(30)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
+                self.proc.kill()  # WhisperLive does not stop on SIGTERM while clients are open
+                self.proc.wait(30)
 
 
 @dataclass
-class WhisperLiveProcess:
+class ServerProcess(_Subprocess):
+    """Our server, started with the given CLI flags."""
+
+    flags: list[str]
+
+    def command(self) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "whisper_streaming",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--max-clients",
+            "32",
+            "--log-level",
+            "WARNING",
+            *self.flags,
+        ]
+
+    def ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=1):
+                return True
+        except OSError:
+            return False
+
+
+@dataclass
+class WhisperLiveProcess(_Subprocess):
     """The WhisperLive server (``bench/peers/whisperlive_server.py``) run by ``python``, the
-    interpreter of its own virtual environment, on a free loopback port."""
+    interpreter of its own virtual environment."""
 
     python: Path
     model_dir: str
-    port: int = field(default_factory=free_port)
-    proc: subprocess.Popen[bytes] | None = None
-    log_path: Path | None = None
+    threads: int = 1  # CTranslate2 threads (OMP_NUM_THREADS); its run_server.py uses 1
+    name = "WhisperLive"
 
-    @property
-    def url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/"
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "OMP_NUM_THREADS": str(self.threads)}
 
-    def __enter__(self) -> WhisperLiveProcess:
+    def command(self) -> list[str]:
         script = Path(__file__).resolve().parent / "peers" / "whisperlive_server.py"
-        log = open(self.log_path or os.devnull, "ab")
-        self.proc = subprocess.Popen(
-            [str(self.python), str(script), str(self.port), self.model_dir],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise SystemExit(f"WhisperLive exited with {self.proc.returncode}; see its log")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                    return self
-            except OSError:
-                time.sleep(0.2)
-        raise SystemExit("WhisperLive did not start within 120 s")
-
-    def __exit__(self, *exc: object) -> None:
-        if self.proc is not None:
-            self.proc.kill()  # it does not stop on SIGTERM while clients are connected
-            self.proc.wait(30)
+        return [str(self.python), str(script), str(self.port), self.model_dir]
 
 
 class ProcessSampler:
