@@ -169,8 +169,6 @@ class StreamSession:
         if self.state is not SessionState.STREAMING:
             return
         self.processor.insert_audio(samples, speech=speech)
-        if self._recorder is not None:
-            self._record(samples)
         now = time.monotonic()
         self._samples += samples.shape[0]
         self._arrivals.append((self._samples, now))
@@ -193,9 +191,11 @@ class StreamSession:
     def _prepare(
         self, samples: Float32Array, convert: Callable[[Float32Array], Float32Array] | None
     ) -> tuple[Float32Array, list[VadEvent] | None]:
-        """On the session's thread: resample, then run the VAD."""
+        """On the session's thread: resample, save (``--save-audio``), then run the VAD."""
         if convert is not None:
             samples = convert(samples)
+        if self._recorder is not None and self.state is SessionState.STREAMING:
+            self._record(samples)
         return samples, self.processor.detect_speech(samples)
 
     @property
@@ -274,10 +274,13 @@ class StreamSession:
 
     def close(self) -> None:
         """The connection is gone: drop queued work. Idempotent."""
+        if self.state is not SessionState.CLOSED:
+            # The recording is written on the session's thread: closed there, after the audio
+            # still queued for it.
+            self._worker.submit(self._stop_recording)
         self.state = SessionState.CLOSED
         self._progress.set()
         self._worker.shutdown(wait=False)
-        self._stop_recording()
         self._scheduler.remove(self)
         self.done.set()
 
