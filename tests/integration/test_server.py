@@ -27,7 +27,8 @@ from tests.integration.conftest import (
     ws_connect,
 )
 from whisper_streaming import ScriptedBackend, Transcription
-from whisper_streaming.backends.base import InferenceRequest
+from whisper_streaming.backends import timeline_from_text
+from whisper_streaming.backends.base import InferenceRequest, RequestKind
 from whisper_streaming.exceptions import BackendError
 
 TIME = re.compile(r"^\d+\.\d{3}$")
@@ -494,3 +495,55 @@ def test_a_client_faster_than_the_model_is_held_back_and_loses_nothing(
     assert max(backlogs) <= 40.0 + 0.3, max(backlogs)
     assert len(backlogs) == 782  # every frame was taken
     assert final_text(messages) == expected_text(200.0)
+
+
+def test_a_decode_that_fails_a_few_times_is_retried_without_bothering_the_client() -> None:
+    """Two failures of each final decode in a row: retried after a backoff, no ERROR, the
+    transcript complete."""
+    healthy = timeline_backend()
+    failures: dict[tuple[float, float], int] = {}
+
+    def flaky(request: InferenceRequest) -> Transcription:
+        if request.final:
+            key = (request.offset_s, request.duration_s)
+            failures[key] = failures.get(key, 0) + 1
+            if failures[key] <= 2:
+                raise BackendError("temporary failure")
+        return healthy.transcribe(request)
+
+    with running_server(ScriptedBackend(responder=flaky)) as srv:
+        ws, _ = open_session(srv.url)
+        send_audio(ws, tone_bytes(3.0))
+        ws.send(b"END_OF_AUDIO")
+        messages = receive_all(ws, wait_s=30)
+    assert not [m for m in messages if m.get("status") == "ERROR"], messages
+    assert final_text(messages) == expected_text(3.0)
+    assert failures and all(n == 3 for n in failures.values()), failures
+
+
+def test_a_window_that_keeps_failing_is_given_up_once_with_a_clear_error() -> None:
+    """Piled-up audio whose first 30 s window always fails: a few retries with backoff (not a
+    hot loop), then one ERROR naming the audio that was lost; the rest is transcribed."""
+    timeline = timeline_from_text(" ".join(f"w{i}" for i in range(140)), start_s=0.1)
+    healthy = ScriptedBackend(timeline=timeline, delay_s=0.05)
+    calls: list[float] = []
+
+    def broken_window(request: InferenceRequest) -> Transcription:
+        if request.kind is RequestKind.CATCH_UP and request.offset_s < 1.0:
+            calls.append(time.monotonic())
+            raise BackendError("window failed")
+        return healthy.transcribe(request)
+
+    with running_server(ScriptedBackend(responder=broken_window)) as srv:
+        ws, _ = open_session(srv.url)
+        send_audio(ws, tone_bytes(70.0))
+        ws.send(b"END_OF_AUDIO")
+        messages = receive_all(ws, wait_s=60)
+    errors = [m["message"] for m in messages if m.get("status") == "ERROR"]
+    assert len(errors) == 1 and "was not transcribed" in errors[0], errors
+    assert 2 <= len(calls) <= 4, len(calls)  # the first try and its retries
+    assert calls[-1] - calls[0] >= 1.5  # with backoff in between
+    lost_until = float(errors[0].split("audio ")[1].split("-")[1].split(" s")[0])
+    assert 10.0 <= lost_until <= 31.0
+    after = " ".join(w.word.strip() for w in timeline if lost_until + 1.0 < w.start and w.end <= 69)
+    assert after.count(" ") > 60 and after in final_text(messages)

@@ -66,6 +66,10 @@ class SessionError:
 
 SessionEvent = UpdateEvent | SessionError
 
+RETRY_DELAYS_S = (0.5, 1.0, 2.0)
+"""Backoff before each retry of a failed decode; after the last one, it is given up (the
+client gets one error saying what could not be transcribed)."""
+
 MAX_QUEUED_EVENTS = 512
 """Events waiting for a client that does not read (its send blocks) before the session ends."""
 
@@ -144,6 +148,8 @@ class StreamSession:
         self.held_back = False  # the connection stopped reading until the backlog drains
         self._worker = ThreadPoolExecutor(1, thread_name_prefix=f"session-{session_id[:16]}")
         self.done = asyncio.Event()
+        self._failures = 0  # decodes failed in a row
+        self._retry_at = 0.0  # monotonic time before which no decode is asked for
 
     @property
     def job_id(self) -> str:
@@ -304,7 +310,11 @@ class StreamSession:
 
     def has_work(self) -> bool:
         """Whether a request is due."""
-        return self.state is not SessionState.CLOSED and self.processor.has_work
+        return (
+            self.state is not SessionState.CLOSED
+            and time.monotonic() >= self._retry_at
+            and self.processor.has_work
+        )
 
     def next_request(self) -> InferenceRequest | None:
         """The request to run now."""
@@ -347,13 +357,37 @@ class StreamSession:
                 lag_s,
             )
         if isinstance(result, BaseException):
-            logger.warning("session %s: inference failed: %s", self.session_id, result)
-            self._emit(SessionError("inference_failed", f"transcription failed: {result}"))
-            update = self.processor.fail(request)
+            update = self._failed(request, result)
         else:
+            self._failures = 0
             update = self.processor.apply(request, result)
         self._emit(UpdateEvent(update, timing, self._request_arrival))
         self._progress.set()
+
+    def _failed(self, request: InferenceRequest, error: BaseException) -> TranscriptUpdate:
+        """Retry a failed decode after a backoff; after the last retry, give it up and tell
+        the client once, naming the audio that was lost, if any."""
+        self._failures += 1
+        if self._failures <= len(RETRY_DELAYS_S):
+            delay = RETRY_DELAYS_S[self._failures - 1]
+            logger.warning(
+                "session %s: %s decode failed (%s); retry %d in %.1f s",
+                self.session_id,
+                request.kind.value,
+                error,
+                self._failures,
+                delay,
+            )
+            self._retry_at = time.monotonic() + delay
+            asyncio.get_running_loop().call_later(delay, self._scheduler.notify, self)
+            return self.processor.fail(request, give_up=False)
+        self._failures = 0
+        lost = self.processor.lost_by(request)
+        what = f"; audio {lost[0]:.1f}-{lost[1]:.1f} s was not transcribed" if lost else ""
+        message = f"transcription failed after {len(RETRY_DELAYS_S)} retries: {error}{what}"
+        logger.warning("session %s: %s", self.session_id, message)
+        self._emit(SessionError("inference_failed", message))
+        return self.processor.fail(request, give_up=True)
 
     def _emit(self, event: SessionEvent) -> None:
         self.events.put_nowait(event)

@@ -293,18 +293,40 @@ class ASRProcessor:
         ends = tuple(e for e in segment_ends if e <= self._text.end_s + EPS_S)
         return self._update(committed, ends, utterance_end=request.final, final=self._check_done())
 
-    def fail(self, request: InferenceRequest) -> TranscriptUpdate:
-        """The outstanding request failed: give it up without losing what was shown.
+    def fail(self, request: InferenceRequest, *, give_up: bool = True) -> TranscriptUpdate:
+        """The outstanding request failed.
 
-        A failed final decode commits the hypothesis the user last saw.
+        Without ``give_up``, the same decode is asked for again by :meth:`next_request` (the
+        driver decides when: after a backoff). Giving up loses as little as possible: a final
+        decode commits the hypothesis the user last saw; a catch-up window's audio is dropped
+        (:meth:`lost_by` says which); other decodes lose nothing, their audio stays buffered.
         """
         self._take_inflight(request)
+        if not give_up:
+            if request.final:
+                self._final_until = max(self._final_until or 0, request.audio.shape[0])
+            elif request.kind is RequestKind.CATCH_UP:
+                self._shorter_window = request.audio.shape[0] < self._catch_up_samples
+            return self._update()
+        if request.kind is RequestKind.CATCH_UP:
+            end = request.to_stream_s(request.duration_s)
+            self._hypothesis = [w for w in self._hypothesis if w.start >= end]
+            self._policy.reset()
+            self._cut(end)
+            return self._update()
         if not request.final:
             return self._update()
         committed = self._commit(self._hypothesis)
         self._hypothesis = []
         self._policy.reset()
         return self._update(committed, utterance_end=True, final=self._check_done())
+
+    @staticmethod
+    def lost_by(request: InferenceRequest) -> tuple[float, float] | None:
+        """The stream seconds whose audio :meth:`fail` drops when it gives ``request`` up."""
+        if request.kind is not RequestKind.CATCH_UP:
+            return None
+        return request.offset_s, request.to_stream_s(request.duration_s)
 
     # -- internals ---------------------------------------------------------------------------
 
