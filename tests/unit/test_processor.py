@@ -553,3 +553,44 @@ def test_speech_detected_apart_gives_the_same_stream() -> None:
     assert a is not None and b is not None
     assert np.array_equal(a.audio, b.audio) and a.runs == b.runs and a.kind is b.kind
     assert ASRProcessor(ProcessorOptions(use_vad=False)).detect_speech(audio) is None
+
+
+def test_a_failed_decode_is_asked_for_again_or_given_up() -> None:
+    """fail(give_up=False) asks for the same decode again; giving a catch-up window up drops
+    its audio (lost_by says which) and the stream goes on; a final decode given up commits the
+    text the user saw."""
+    backend = ScriptedBackend(timeline=timeline_from_text(" ".join(f"w{i}" for i in range(90))))
+    proc = ASRProcessor(ProcessorOptions(use_vad=False))
+    proc.insert_audio(tone(45.0))  # piled up: more than max_buffer_s
+    window = proc.next_request()
+    assert window is not None and window.kind is RequestKind.CATCH_UP
+    proc.fail(window, give_up=False)
+    again = proc.next_request()
+    assert again is not None and again.kind is RequestKind.CATCH_UP
+    assert again.offset_s == window.offset_s and again.duration_s == window.duration_s
+    assert ASRProcessor.lost_by(again) == (0.0, pytest.approx(30.0))
+    proc.fail(again, give_up=True)
+    assert proc.buffer_duration_s == pytest.approx(15.0)
+    committed = run_due(proc, backend, [])
+    committed += proc.finish().committed + tuple(run_due(proc, backend, []))
+    assert committed and all(w.start >= 30.0 for w in committed)
+
+    proc = ASRProcessor(ProcessorOptions(use_vad=False))
+    proc.insert_audio(tone(2.0))
+    hypothesis = proc.next_request()
+    assert hypothesis is not None
+    proc.apply(hypothesis, backend.transcribe(hypothesis))
+    proc.finish()
+    final = proc.next_request()
+    assert final is not None and final.final and ASRProcessor.lost_by(final) is None
+    assert not proc.fail(final, give_up=False).final
+    retried = proc.next_request()
+    assert retried is not None and retried.final and retried.duration_s == final.duration_s
+    update = proc.fail(retried)
+    assert update.final and update.committed_text == proc_text(backend, 2.0)
+
+
+def proc_text(backend: ScriptedBackend, seconds: float) -> str:
+    """What the backend hears in the first ``seconds`` of audio."""
+    request = InferenceRequest(np.zeros(int(seconds * 16000), np.float32), 0.0)
+    return backend.transcribe(request).text.strip()
