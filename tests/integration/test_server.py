@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import socket
+import struct
 import threading
 import time
 from typing import Any
@@ -547,3 +549,88 @@ def test_a_window_that_keeps_failing_is_given_up_once_with_a_clear_error() -> No
     assert 10.0 <= lost_until <= 31.0
     after = " ".join(w.word.strip() for w in timeline if lost_until + 1.0 < w.start and w.end <= 69)
     assert after.count(" ") > 60 and after in final_text(messages)
+
+
+def _raw_ws(port: int, path: str) -> socket.socket:
+    """A WebSocket opened by hand on a plain socket (no client library, so no client threads
+    in this process): the handshake, with its response read."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout(5))
+    sock.sendall(
+        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+        "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+    )
+    answer = b""
+    while b"\r\n\r\n" not in answer:
+        answer += sock.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 101"), answer[:100]
+    return sock
+
+
+def _frame(payload: bytes | str) -> bytes:
+    """One masked client frame (text for str, binary for bytes)."""
+    data = payload.encode() if isinstance(payload, str) else payload
+    head = bytes([0x81 if isinstance(payload, str) else 0x82])
+    n = len(data)
+    if n < 126:
+        head += bytes([0x80 | n])
+    elif n < 65536:
+        head += bytes([0x80 | 126]) + n.to_bytes(2, "big")
+    else:
+        head += bytes([0x80 | 127]) + n.to_bytes(8, "big")
+    mask = os.urandom(4)
+    masked = np.frombuffer(data, np.uint8) ^ np.resize(np.frombuffer(mask, np.uint8), n)
+    return head + mask + masked.tobytes()
+
+
+def _vanish(sock: socket.socket, how: int) -> None:
+    """Drop a connection without a closing handshake: a TCP reset, a half-open close (FIN,
+    then silence), or a plain close."""
+    if how == 0:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    elif how == 1:
+        sock.shutdown(socket.SHUT_WR)
+    sock.close()
+
+
+def test_a_hundred_abrupt_disconnects_leak_nothing() -> None:
+    """100 clients vanish mid-stream (reset, half-open, closed without END_OF_AUDIO), over both
+    protocols: the sessions go back to 0 and the server's threads, file descriptors and asyncio
+    tasks go back to where they were; a real stream is then served normally."""
+
+    def census(srv: Any) -> tuple[int, int, int]:
+        async def tasks() -> int:
+            return len(asyncio.all_tasks())
+
+        fds = len(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else 0
+        return threading.active_count(), fds, int(srv.call(tasks()))
+
+    with running_server(max_clients=4) as srv:
+        before = census(srv)
+        for i in range(100):
+            if i % 2:
+                sock = _raw_ws(srv.port, "/")
+                sock.sendall(_frame(json.dumps({"uid": f"gone-{i}", "use_vad": False})))
+                sock.sendall(_frame(tone_bytes(0.5)))
+            else:
+                sock = _raw_ws(srv.port, "/ws/transcribe")
+                sock.sendall(_frame(json.dumps({"type": "start_recording", "config": {}})))
+                sock.sendall(_frame(np.zeros(8000, "<i2").tobytes()))
+            time.sleep(0.01)
+            _vanish(sock, i % 3)
+            if i % 4 == 3:
+                assert srv.wait_for_clients(0) == 0, i
+        assert srv.wait_for_clients(0) == 0
+
+        def settled(now: tuple[int, int, int]) -> bool:
+            # One more thread is allowed: an executor the first sessions started.
+            return now[0] <= before[0] + 1 and now[1:] == before[1:]
+
+        deadline = time.monotonic() + timeout(10)
+        while not settled(after := census(srv)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert settled(after), (before, after)
+        ok, _ = open_session(srv.url, uid="after")
+        send_audio(ok, tone_bytes(2.0))
+        ok.send(b"END_OF_AUDIO")
+        assert final_text(receive_all(ok)) == expected_text(2.0)
