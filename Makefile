@@ -6,11 +6,12 @@ BIN := $(VENV)/bin
 HOST ?= localhost
 PORT ?= 9090
 
-.PHONY: run test lint unit e2e bench bench-compare clean help
+.PHONY: run test lint unit e2e stress bench bench-compare clean help
 
 help:
 	@echo "make run    set up .venv and start the server on the embedded tiny.en model"
 	@echo "make test   set up .venv with the dev extras and run lint, types and all tests"
+	@echo "make stress the fault tests at full size (5,000 fuzzed frames per protocol, ...)"
 	@echo "make bench  run the benchmark (see bench/README.md)"
 	@echo "make bench-compare  this server and WhisperLive side by side (about 50 minutes)"
 
@@ -63,6 +64,12 @@ e2e: $(VENV)/.installed-dev
 
 test: lint $(VENV)/.installed-compat
 	$(BIN)/python -m pytest -q --durations=10
+
+# The fault tests at full size (make test runs quick versions of the same tests).
+stress: $(VENV)/.installed-dev
+	WHISPER_STREAMING_FUZZ_FRAMES=5000 $(BIN)/python -m pytest -q tests/integration/test_fuzz.py \
+	  "tests/integration/test_server.py::test_a_hundred_abrupt_disconnects_leak_nothing" \
+	  tests/integration/test_json_protocol.py tests/unit/test_protocol_input.py
 
 # Defaults finish in under 10 minutes on 2 CPU cores; see bench/README.md for the options.
 bench: $(VENV)/.installed-dev

@@ -30,6 +30,7 @@ def test_a_session_id_cannot_forge_a_log_line() -> None:
         ("x" * 70_000, "too long"),
         ("[1, 2]", "JSON object"),
         ("\udcff", "not valid JSON"),
+        ('{"uid": "\\udcff"}', "lone surrogate"),  # valid JSON, but echoing it back would fail
     ],
 )
 def test_hostile_json_is_a_protocol_error(raw: str, needle: str) -> None:

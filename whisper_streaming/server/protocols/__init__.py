@@ -16,7 +16,8 @@ def load_object(raw: str, what: str) -> dict[str, Any]:
     """Parse a client's JSON text frame that must hold one object.
 
     Hostile input gets a :class:`ProtocolError` (never another exception): too long, not JSON,
-    nested deeper than the parser goes, integers longer than Python converts, or not an object.
+    nested deeper than the parser goes, integers longer than Python converts, strings that are
+    not text (lone surrogates), or not an object.
     """
     if len(raw) > MAX_TEXT_CHARS:
         raise ProtocolError(f"{what} is too long: {len(raw)} characters, at most {MAX_TEXT_CHARS}")
@@ -28,6 +29,10 @@ def load_object(raw: str, what: str) -> dict[str, Any]:
         raise ProtocolError(f"{what} is not valid JSON: {printable(str(exc), 200)}") from None
     if not isinstance(data, dict):
         raise ProtocolError(f"{what} must be a JSON object")
+    try:  # "\udcff" is valid JSON but no valid text: echoed back (a uid), it cannot be sent
+        json.dumps(data, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        raise ProtocolError(f"{what} holds a lone surrogate (\\ud800-\\udfff): not text") from None
     return data
 
 
