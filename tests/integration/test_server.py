@@ -112,10 +112,10 @@ def test_client_over_max_clients_gets_wait_and_others_keep_working() -> None:
 
 
 def test_burst_of_connections_never_overshoots_max_clients() -> None:
-    """Twelve clients connecting at once: exactly max_clients are admitted."""
+    """Fifty clients connecting at once: exactly max_clients are admitted, the others WAIT."""
     replies: list[dict[str, Any]] = []
     lock = threading.Lock()
-    with running_server(max_clients=3) as srv:
+    with running_server(max_clients=4) as srv:
         held = []
 
         def attempt(i: int) -> None:
@@ -124,16 +124,17 @@ def test_burst_of_connections_never_overshoots_max_clients() -> None:
                 replies.append(reply)
                 held.append(ws)
 
-        threads = [threading.Thread(target=attempt, args=(i,)) for i in range(12)]
+        threads = [threading.Thread(target=attempt, args=(i,)) for i in range(50)]
         for t in threads:
             t.start()
         for t in threads:
             t.join(timeout(30))
-        assert srv.status()["current_clients"] == 3
+        assert srv.status()["current_clients"] == 4
         for ws in held:
             ws.close()
-    assert sum(r.get("message") == "SERVER_READY" for r in replies) == 3
-    assert sum(r.get("status") == "WAIT" for r in replies) == 9
+    assert len(replies) == 50
+    assert sum(r.get("message") == "SERVER_READY" for r in replies) == 4
+    assert sum(r.get("status") == "WAIT" for r in replies) == 46
 
 
 def test_disconnect_at_time_limit_after_final_segments() -> None:
@@ -291,16 +292,18 @@ def test_backend_failure_in_one_session_does_not_affect_another() -> None:
 
 
 def test_shutdown_flushes_sessions_and_closes_with_1001() -> None:
-    """On shutdown every session gets its final segments, then a 1001 close."""
-    with running_server() as srv:
-        ws, _ = open_session(srv.url, uid="s")
-        send_audio(ws, tone_bytes(2.0))
+    """On shutdown, mid-stream, each of four sessions gets its final segments, then a 1001."""
+    with running_server(max_clients=4) as srv:
+        sessions = [open_session(srv.url, uid=f"s{i}")[0] for i in range(4)]
+        for i, ws in enumerate(sessions):
+            send_audio(ws, tone_bytes(2.0 + i))
         time.sleep(0.3)
         srv.call(srv.server.shutdown(), 60)
-        messages = receive_all(ws, wait_s=10)
-        assert ws.close_code == 1001
-        assert final_text(messages) == expected_text(2.0)
-        assert all(s["completed"] for s in messages[-1]["segments"])
+        for i, ws in enumerate(sessions):
+            messages = receive_all(ws, wait_s=10)
+            assert ws.close_code == 1001
+            assert final_text(messages) == expected_text(2.0 + i)
+            assert all(s["completed"] for s in messages[-1]["segments"])
 
 
 def _raw_http(port: int, request: bytes) -> tuple[int, bytes]:
@@ -634,3 +637,43 @@ def test_a_hundred_abrupt_disconnects_leak_nothing() -> None:
         send_audio(ok, tone_bytes(2.0))
         ok.send(b"END_OF_AUDIO")
         assert final_text(receive_all(ok)) == expected_text(2.0)
+
+
+def test_sigterm_flushes_open_sessions_and_the_process_exits() -> None:
+    """The server as users run it (the CLI, a process of its own): SIGTERM while two sessions
+    stream ends both with 1001 after their final messages, and the process exits 0."""
+    import signal
+    import subprocess
+    import sys
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "whisper_streaming", "serve", "--backend", "scripted"]
+    command += ["--host", "127.0.0.1", "--port", str(port), "--no-vad", "--log-level", "WARNING"]
+    proc = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + timeout(60)
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1).close()
+                break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline, "no server"
+                time.sleep(0.1)
+        url = f"ws://127.0.0.1:{port}/"
+        sessions = [open_session(url, uid=f"t{i}")[0] for i in range(2)]
+        for ws in sessions:
+            send_audio(ws, tone_bytes(1.0))
+        proc.send_signal(signal.SIGTERM)
+        for ws in sessions:
+            messages = receive_all(ws, wait_s=20)
+            assert ws.close_code == 1001, ws.close_code
+            assert messages and all(m.get("status") != "ERROR" for m in messages), messages
+        assert proc.wait(timeout(30)) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        _, stderr = proc.communicate()
+    assert "Traceback" not in stderr, stderr[-2000:]
