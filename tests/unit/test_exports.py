@@ -22,6 +22,7 @@ MODULES = [
     "whisper_streaming.streaming.gate",
     "whisper_streaming.streaming.policy",
     "whisper_streaming.streaming.timeline",
+    "whisper_streaming.streaming.transcript",
     "whisper_streaming.streaming.update",
     "whisper_streaming.server.scheduler",
     "whisper_streaming.server.client_manager",
