@@ -626,8 +626,9 @@ def test_a_hundred_abrupt_disconnects_leak_nothing() -> None:
         assert srv.wait_for_clients(0) == 0
 
         def settled(now: tuple[int, int, int]) -> bool:
-            # One more thread is allowed: an executor the first sessions started.
-            return now[0] <= before[0] + 1 and now[1:] == before[1:]
+            # One more thread is allowed: an executor the first sessions started. Fewer is
+            # fine: what earlier tests left behind may finish meanwhile.
+            return now[0] <= before[0] + 1 and now[1] <= before[1] and now[2] <= before[2]
 
         deadline = time.monotonic() + timeout(10)
         while not settled(after := census(srv)) and time.monotonic() < deadline:

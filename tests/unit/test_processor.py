@@ -594,3 +594,33 @@ def proc_text(backend: ScriptedBackend, seconds: float) -> str:
     """What the backend hears in the first ``seconds`` of audio."""
     request = InferenceRequest(np.zeros(int(seconds * 16000), np.float32), 0.0)
     return backend.transcribe(request).text.strip()
+
+
+def test_a_piled_up_window_that_keeps_nothing_is_decoded_again_at_half_length() -> None:
+    """A 30 s catch-up window whose decode keeps no word (every segment filtered out) is not cut
+    and lost: the same audio is decoded again as a 15 s window. A second empty look at the same
+    place moves on, so the stream never stalls."""
+    timeline = timeline_from_text(" ".join(f"w{i}" for i in range(90)))
+    for empty_twice in (False, True):
+        seen: list[tuple[RequestKind, float, float]] = []
+
+        def responder(
+            request: InferenceRequest,
+            seen: list[tuple[RequestKind, float, float]] = seen,
+            empties: int = 2 if empty_twice else 1,
+        ) -> Transcription:
+            seen.append((request.kind, request.offset_s, request.duration_s))
+            if len(seen) <= empties:  # e.g. its only segment looked invented and was dropped
+                return Transcription(language="en")
+            return ScriptedBackend.hear(request, timeline)
+
+        backend = ScriptedBackend(responder=responder)
+        proc = ASRProcessor(ProcessorOptions(use_vad=False))
+        proc.insert_audio(tone(45.0))
+        committed = run_due(proc, backend, [])
+        assert seen[0] == (RequestKind.CATCH_UP, 0.0, 30.0)
+        assert seen[1] == (RequestKind.CATCH_UP, 0.0, 15.0)  # looked at again, shorter
+        if not empty_twice:
+            assert committed and committed[0].start < 1.0  # nothing lost
+        else:
+            assert not committed or committed[0].start > 10.0  # moved on

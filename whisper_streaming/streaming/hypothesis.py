@@ -248,11 +248,13 @@ def hear(
     skipped_speech_s: float,
     committed_end_s: float,
     ignore_skip_at: float | None = None,
+    empty_is_skip: bool = False,
 ) -> Heard:
     """Words of a decode in stream time, without segments that look silent or invented
     (:func:`heard_segments`), and where the model skipped speech (:func:`find_skipped_speech`)
-    if it did: the words from there on are left out. A skip at ``ignore_skip_at`` (stream time)
-    is taken as it is (a second look at the same place)."""
+    if it did: the words from there on are left out. With ``empty_is_skip``, a decode that kept
+    no word at all skipped from its start. A skip at ``ignore_skip_at`` (stream time) is taken
+    as it is (a second look at the same place)."""
     kept = heard_segments(
         result.segments,
         no_speech_threshold=no_speech_threshold,
@@ -265,6 +267,8 @@ def hear(
         skipped_speech_s,
         new_from_s=request.to_audio_s(committed_end_s),
     )
+    if empty_is_skip and not audio_words:
+        skip = (0, 0.0)
     skipped_at = request.to_stream_s(skip[1]) if skip is not None else None
     if (
         skipped_at is not None

@@ -420,6 +420,9 @@ class ASRProcessor:
             skipped_speech_s=opts.skipped_speech_s,
             committed_end_s=self._text.end_s,
             ignore_skip_at=self._last_skip_s if rechecked else None,
+            # A piled-up window that kept nothing (every segment filtered, or a decode that
+            # gave up) would be cut and lost whole: it is looked at again, at half length.
+            empty_is_skip=request.kind is RequestKind.CATCH_UP,
         )
         if heard.skipped_at is not None and rechecked:
             self._last_skip_s = heard.skipped_at
