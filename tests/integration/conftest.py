@@ -148,3 +148,12 @@ def final_text(messages: list[dict[str, Any]]) -> str:
                 if not completed or seg != completed[-1]:
                     completed.append(seg)
     return " ".join(s["text"].strip() for s in completed)
+
+
+def stream_tone(url: str, uid: str, seconds: float = 2.0) -> str:
+    """One whole WhisperLive stream of a tone: its final text (``expected_text(seconds)`` when
+    the server works)."""
+    ws, _ = open_session(url, uid=uid)
+    send_audio(ws, tone_bytes(seconds))
+    ws.send(b"END_OF_AUDIO")
+    return final_text(receive_all(ws))

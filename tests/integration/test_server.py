@@ -24,6 +24,7 @@ from tests.integration.conftest import (
     receive_all,
     running_server,
     send_audio,
+    stream_tone,
     timeline_backend,
     tone_bytes,
     ws_connect,
@@ -343,10 +344,7 @@ def test_http_methods_and_malformed_requests() -> None:
         assert _raw_http(srv.port, two_hosts)[0] == 403
         for garbage in (b"GET\r\n\r\n", b"GET / HTTP/1.1\r\nno colon here\r\n\r\n"):
             assert _raw_http(srv.port, garbage)[0] in (0, 400)
-        other, _ = open_session(srv.url, uid="after")
-        send_audio(other, tone_bytes(2.0))
-        other.send(b"END_OF_AUDIO")
-        assert final_text(receive_all(other)) == expected_text(2.0)
+        assert stream_tone(srv.url, "after") == expected_text(2.0)
 
 
 def test_health_endpoint_and_unknown_paths() -> None:
@@ -634,10 +632,7 @@ def test_a_hundred_abrupt_disconnects_leak_nothing() -> None:
         while not settled(after := census(srv)) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert settled(after), (before, after)
-        ok, _ = open_session(srv.url, uid="after")
-        send_audio(ok, tone_bytes(2.0))
-        ok.send(b"END_OF_AUDIO")
-        assert final_text(receive_all(ok)) == expected_text(2.0)
+        assert stream_tone(srv.url, "after") == expected_text(2.0)
 
 
 def test_sigterm_flushes_open_sessions_and_the_process_exits() -> None:

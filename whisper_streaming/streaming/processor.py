@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Sequence
 
 import numpy.typing as npt
 
@@ -275,7 +274,7 @@ class ASRProcessor:
                 self._text.end_s,
             )
         if request.final:
-            committed = self._commit(new)
+            committed = self._text.commit(new)
             self._hypothesis = []
             self._policy.reset()
             if skipped_at is not None:
@@ -284,7 +283,7 @@ class ASRProcessor:
             committed = self._commit_window(request, new, segment_ends, skipped_at, whole=whole)
         else:
             agreed = self._policy.on_hypothesis(new, request.to_stream_s(request.duration_s))
-            committed = self._commit(new[:agreed])
+            committed = self._text.commit(new[:agreed])
             self._hypothesis = new[agreed:]
         self._segment_done = any(e > self._text.end_s + EPS_S for e in segment_ends[:-1])
         heard = bool(words) or skipped_at is not None  # a skip means there was speech
@@ -316,7 +315,7 @@ class ASRProcessor:
             return self._update()
         if not request.final:
             return self._update()
-        committed = self._commit(self._hypothesis)
+        committed = self._text.commit(self._hypothesis)
         self._hypothesis = []
         self._policy.reset()
         return self._update(committed, utterance_end=True, final=self._check_done())
@@ -428,9 +427,6 @@ class ASRProcessor:
             self._last_skip_s = heard.skipped_at
         return heard.words, heard.segment_ends, heard.skipped_at
 
-    def _commit(self, words: Sequence[Word]) -> tuple[Word, ...]:
-        return self._text.commit(words)
-
     @property
     def _uncommitted_s(self) -> float:
         """Seconds of buffered audio after the last committed word."""
@@ -491,7 +487,7 @@ class ASRProcessor:
 
     def _commit_until(self, words: list[Word], at_s: float) -> tuple[Word, ...]:
         """Commit the words that end by ``at_s``; the rest become the hypothesis."""
-        committed = self._commit([w for w in words if w.end <= at_s + EPS_S])
+        committed = self._text.commit([w for w in words if w.end <= at_s + EPS_S])
         self._hypothesis = [w for w in words if w.end > at_s + EPS_S]
         return committed
 
