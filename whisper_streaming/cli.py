@@ -238,8 +238,17 @@ def serve_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--cpu-threads", type=int, default=0, help="threads per decode on CPU (0: automatic)"
     )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=1,
+        help="decodes of different sessions run in one model call, at most (faster_whisper: "
+        "one encoder and one generate call for requests that can share them; pays on a GPU)",
+    )
     _add_model_args(parser)
     args = parser.parse_args(argv)
+    if args.batch_size < 1:
+        parser.error(f"--batch-size must be >= 1, got {args.batch_size}")
     _setup_logging(args.log_level)
 
     from .config import ServerOptions
@@ -266,6 +275,7 @@ def serve_main(argv: Sequence[str] | None = None) -> int:
                 ),
                 save_audio_dir=args.save_audio,
             ),
+            max_batch_size=args.batch_size,
         )
         server.run(args.host, args.port)
     except WhisperStreamingError as exc:

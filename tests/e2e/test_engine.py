@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -15,7 +17,13 @@ import pytest
 from tests.e2e.conftest import WER_MARGIN, Utterance, normalize, record, wer
 from whisper_streaming import ProcessorOptions, ScriptedBackend, Transcription, load_backend
 from whisper_streaming.audio import SAMPLE_RATE, decode_file
-from whisper_streaming.backends.base import ASRBackend, InferenceRequest, Segment, Word
+from whisper_streaming.backends.base import (
+    ASRBackend,
+    InferenceRequest,
+    RequestKind,
+    Segment,
+    Word,
+)
 from whisper_streaming.simulate import SimulationResult, simulate
 
 pytestmark = pytest.mark.e2e
@@ -170,3 +178,64 @@ def test_simulate_command_prints_the_specified_json(testdata: Path) -> None:
         "ask what you can do for your country."
     )
     assert wer([reference], [last["final_text"]]) <= 0.1
+
+
+class _CountingModel:
+    """The CTranslate2 Whisper, counting ``generate`` calls and their batch sizes."""
+
+    def __init__(self, model: Any) -> None:
+        self._model = model
+        self.batches: list[int] = []
+
+    def generate(self, features: Any, prompts: list[list[int]], **kwargs: Any) -> Any:
+        self.batches.append(len(prompts))
+        return self._model.generate(features, prompts, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._model, name)
+
+
+def test_batched_decoding_is_as_accurate_as_one_at_a_time(
+    backend: ASRBackend, testdata: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Requests of many sessions decoded together (``transcribe_batch``: one encoder and one
+    generate call per group) are as accurate as decoded one by one: two utterances of each
+    speaker as greedy partial decodes on a short encoder window prompted with the text before
+    them, and as full-beam utterance ends, plus one request too long to batch. Word times stay
+    inside each request."""
+    utterances: list[tuple[np.ndarray, str, str]] = []
+    for transcripts in sorted((testdata / "librispeech-test-other").glob("*/*.trans.txt")):
+        lines = [line.split(" ", 1) for line in transcripts.read_text().splitlines()]
+        for (_, before), (name, text) in list(itertools.pairwise(lines))[:2]:
+            audio = decode_file(transcripts.parent / f"{name}.flac")
+            utterances.append((audio, text, before.lower()[-200:]))
+    requests = [
+        InferenceRequest(audio, 0.0, prompt=prompt, beam_size=1, kind=RequestKind.HYPOTHESIS)
+        for audio, _, prompt in utterances
+    ] + [
+        InferenceRequest(audio, 0.0, beam_size=5, kind=RequestKind.UTTERANCE_END)
+        for audio, _, _ in utterances
+    ]
+    long_audio = np.concatenate([audio for audio, _, _ in utterances[:6]])
+    requests.append(InferenceRequest(long_audio, 0.0))  # over 30 s: decoded alone
+    references = [text for _, text, _ in utterances]
+    single = [backend.transcribe(r) for r in requests]
+    whisper = backend._model  # type: ignore[attr-defined]
+    counting = _CountingModel(whisper.model)
+    monkeypatch.setattr(whisper, "model", counting)
+    batched = backend.transcribe_batch(requests)
+    monkeypatch.undo()
+    n = len(utterances)
+    wers = {
+        f"{mode}_{kind}": wer(references, [r.text for r in results[first : first + n]])
+        for mode, results in (("single", single), ("batched", batched))
+        for kind, first in (("partial", 0), ("final", n))
+    }
+    record("batched_decoding", {"utterances": n, **wers, "generate_calls": counting.batches})
+    assert wers["batched_partial"] <= wers["single_partial"] + 0.02, wers
+    assert wers["batched_final"] <= wers["single_final"] + 0.015, wers
+    assert wer([" ".join(t for _, t, _ in utterances[:6])], [batched[-1].text]) < 0.25
+    assert max(counting.batches) >= n // 2, counting.batches  # they did share calls
+    for request, result in zip(requests, batched, strict=True):
+        for word in (w for s in result.segments for w in s.words):
+            assert -0.01 <= word.start <= word.end <= request.duration_s + 0.01

@@ -647,6 +647,7 @@ def test_sigterm_flushes_open_sessions_and_the_process_exits() -> None:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     command = [sys.executable, "-m", "whisper_streaming", "serve", "--backend", "scripted"]
+    command += ["--batch-size", "2"]  # two sessions may share a model call
     command += ["--host", "127.0.0.1", "--port", str(port), "--no-vad", "--log-level", "WARNING"]
     proc = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
     try:

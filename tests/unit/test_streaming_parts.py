@@ -1,4 +1,5 @@
-"""The processor's parts on their own: timeline, speech gate, commit policies, cut rules."""
+"""The processor's parts on their own: timeline, speech gate, commit policies, cut rules, request
+planner."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ import pytest
 from tests.conftest import silence, tone
 from tests.unit.fakes import EnergyVadModel
 from whisper_streaming import ProcessorOptions, VadOptions
-from whisper_streaming.backends.base import InferenceRequest, Word
+from whisper_streaming.backends.base import InferenceRequest, RequestKind, Word
 from whisper_streaming.streaming.cuts import cap_cut, trim_cut, window_cut
 from whisper_streaming.streaming.gate import SpeechGate
+from whisper_streaming.streaming.planner import Plan, RequestPlanner
 from whisper_streaming.streaming.policy import Agreement, Segments, make_policy
 from whisper_streaming.streaming.timeline import Timeline
 from whisper_streaming.vad import StreamingVad
@@ -146,3 +148,91 @@ def test_cap_cut_bounds_the_buffer_but_never_cuts_undecoded_audio() -> None:
     assert cap_cut((1.0, 30.0), hyp, buffer_end_s=31.0, decoded_end_s=31.0, **kw) == 2.0
     # Audio piled up past the decoded part: no cut here (the catch-up windows take it).
     assert cap_cut((), hyp, buffer_end_s=60.0, decoded_end_s=30.0, **kw) is None
+
+
+# -- request planner --------------------------------------------------------------------------
+
+
+def planner() -> RequestPlanner:
+    """Steps of 1 s, requests of at most 10 s, piled-up audio in 4 s windows."""
+    return RequestPlanner(step_samples=16000, max_request_samples=160000, catch_up_samples=64000)
+
+
+def feed(p: RequestPlanner, seconds: float, start_s: float) -> None:
+    n = int(seconds * 16000)
+    p.buffer.append(np.zeros(n, np.float32), int(start_s * 16000))
+    p.append(n)
+
+
+def test_planner_asks_for_a_decode_per_step_and_a_window_when_told() -> None:
+    p = planner()
+    feed(p, 0.5, 0.0)
+    assert not p.has_work and p.plan(lambda: False) is None
+    feed(p, 0.5, 0.5)
+    assert p.has_work
+    assert p.plan(lambda: False) == Plan(RequestKind.HYPOTHESIS, 16000)
+    assert not p.has_work  # nothing new since
+    feed(p, 1.0, 1.0)
+    assert p.plan(lambda: True) == Plan(RequestKind.WINDOW, 32000)
+
+
+def test_planner_final_decode_comes_first_and_follows_cuts() -> None:
+    p = planner()
+    feed(p, 3.0, 0.0)
+    p.mark_final(pending_text=False)
+    feed(p, 0.5, 3.0)
+    p.cut(16000)  # 1 s committed and dropped: the final mark moves with the audio
+    plan = p.plan(lambda: False)
+    assert plan == Plan(RequestKind.UTTERANCE_END, 32000) and plan.final
+    assert p.dirty  # 0.5 s arrived after the utterance's end
+    p.again(RequestKind.UTTERANCE_END, 32000)  # it failed: asked for again
+    assert p.plan(lambda: False) == Plan(RequestKind.UTTERANCE_END, 32000)
+
+
+def test_planner_decodes_piled_up_audio_window_by_window() -> None:
+    p = planner()
+    feed(p, 12.0, 0.0)
+    assert p.plan(lambda: False) == Plan(RequestKind.CATCH_UP, 64000)
+    p.again(RequestKind.CATCH_UP, 64000)  # a full window failed: the same again
+    assert p.plan(lambda: False) == Plan(RequestKind.CATCH_UP, 64000)
+    p.shorter_window()  # it skipped speech: half a window next
+    assert p.plan(lambda: False) == Plan(RequestKind.CATCH_UP, 32000)
+
+
+def test_planner_bound_trims_committed_audio_and_caps_the_buffer() -> None:
+    p = planner()
+    feed(p, 9.0, 0.0)
+    hypothesis = words(("a", 6.0, 6.5), ("b", 6.5, 8.9))
+    # Trim: past 5 s of buffer, cut at the complete segment inside committed text (4 s).
+    cut = p.bound(
+        (4.0, 8.9),
+        hypothesis,
+        committed_end_s=4.2,
+        decoded_end_s=9.0,
+        heard=True,
+        capped=True,
+        trim_s=5.0,
+        max_s=10.0,
+        margin_s=1.0,
+    )
+    assert cut is None and p.buffer.start_s == pytest.approx(4.0)
+    feed(p, 6.0, 9.0)  # 11 s buffered, over the 10 s cap
+
+    def cap(capped: bool) -> float | None:
+        return p.bound(
+            (),
+            hypothesis,
+            committed_end_s=4.2,
+            decoded_end_s=9.0,
+            heard=True,
+            capped=capped,
+            trim_s=5.0,
+            max_s=10.0,
+            margin_s=1.0,
+        )
+
+    assert cap(capped=False) is None  # catching up: piled-up audio is decoded in windows
+    # Capped: cut at the last word the decode heard (never in undecoded audio past 9 s), and
+    # the caller commits the hypothesis up to there.
+    assert cap(capped=True) == 8.9
+    assert p.buffer.start_s == pytest.approx(8.9)

@@ -12,6 +12,7 @@ from typing import Any
 
 from ..exceptions import BackendError, ConfigError
 from .base import InferenceRequest, RequestKind, Segment, Transcription, Word
+from .batched import BatchItem, decode_batch, group_key, transcription
 from .models import DEFAULT_MODEL, resolve_model
 
 __all__ = [
@@ -188,11 +189,7 @@ class FasterWhisperBackend:
         Measured on the six long-form files (engine, 1 s chunks), that fallback made no
         difference beyond run-to-run noise (12.64% against 12.74%); offline is 13.1% both ways.
         """
-        max_new_tokens = min(
-            _MAX_NEW_TOKENS, int(_TOKENS_PER_S * request.duration_s) + _TOKENS_BASE
-        )
-        if request.duration_s > _WINDOW_S:  # offline: several windows, each may need them all
-            max_new_tokens = _MAX_NEW_TOKENS
+        max_new_tokens = _max_new_tokens(request)
         encoder_s = self.encoder_seconds(request)
         self._encoder_frames.value = round(encoder_s * _FRAMES_PER_S)
         try:
@@ -242,8 +239,57 @@ class FasterWhisperBackend:
         return transcription, looping
 
     def transcribe_batch(self, requests: Sequence[InferenceRequest]) -> list[Transcription]:
-        """Decode several requests one after another."""
-        return [self.transcribe(r) for r in requests]
+        """Decode several requests, those that can share them in one encoder call and one
+        ``generate`` call (:mod:`.batched`): requests of up to 30 s with the same beam size,
+        task, language and about the same prompt length. The rest, and a group of one,
+        go through :meth:`transcribe`. A batched decode that loops is retried alone, greedy
+        and without the prompt, as in :meth:`transcribe`."""
+        results: list[Transcription | None] = [None] * len(requests)
+        groups: dict[tuple[int, str, str | None, int], list[int]] = {}
+        for index, request in enumerate(requests):
+            language = request.language if self.is_multilingual else "en"
+            if request.duration_s <= _WINDOW_S and language is not None:
+                groups.setdefault(group_key(request, language), []).append(index)
+        for (beam_size, task, language, _), indices in groups.items():
+            if len(indices) < 2:
+                continue
+            items = [self._batch_item(requests[i]) for i in indices]
+            try:
+                decode_batch(self._model, items, task=task, language=language, beam_size=beam_size)
+            except Exception as exc:
+                raise BackendError(f"batched decode failed: {type(exc).__name__}: {exc}") from exc
+            for i, item in zip(indices, items, strict=True):
+                if item.compression_ratio > _LOOP_COMPRESSION_RATIO:
+                    results[i] = self._retry_alone(requests[i])
+                else:
+                    results[i] = dataclasses.replace(
+                        transcription(item), encoder_s=item.encoder_frames / _FRAMES_PER_S
+                    )
+        pairs = zip(results, requests, strict=True)
+        return [r if r is not None else self.transcribe(q) for r, q in pairs]
+
+    def _batch_item(self, request: InferenceRequest) -> BatchItem:
+        return BatchItem(
+            request,
+            encoder_frames=round(self.encoder_seconds(request) * _FRAMES_PER_S),
+            max_new_tokens=_max_new_tokens(request),
+        )
+
+    def _retry_alone(self, request: InferenceRequest) -> Transcription:
+        encoder_s = self.encoder_seconds(request)
+        self._encoder_frames.value = round(encoder_s * _FRAMES_PER_S)
+        try:
+            result, _ = self._decode(request, None, 1, _max_new_tokens(request))
+        finally:
+            self._encoder_frames.value = None
+        return dataclasses.replace(result, retries=1, encoder_s=encoder_s)
+
+
+def _max_new_tokens(request: InferenceRequest) -> int:
+    """Tokens one decode of ``request`` may generate (per window of Whisper's)."""
+    if request.duration_s > _WINDOW_S:  # offline: several windows, each may need them all
+        return _MAX_NEW_TOKENS
+    return min(_MAX_NEW_TOKENS, int(_TOKENS_PER_S * request.duration_s) + _TOKENS_BASE)
 
 
 def _trimmed_encode(encode: Callable[[Any], Any], frames: threading.local) -> Callable[[Any], Any]:

@@ -31,10 +31,10 @@ from ..backends.base import InferenceRequest, RequestKind, Transcription, Word
 from ..config import ProcessorOptions
 from ..exceptions import StateError
 from ..vad import StreamingVad, VadEvent
-from .buffer import SpeechBuffer
-from .cuts import EPS_S, cap_cut, trim_cut, window_cut
+from .cuts import EPS_S, window_cut
 from .gate import SpeechDetector, SpeechGate
 from .hypothesis import hear, words_text
+from .planner import Plan, RequestPlanner
 from .policy import make_policy
 from .transcript import Transcript
 from .update import TranscriptUpdate
@@ -73,13 +73,20 @@ class ASRProcessor:
             pad_samples = self.options.vad.speech_pad_ms * SAMPLE_RATE // 1000
             self._gate = SpeechGate(vad or StreamingVad(self.options.vad), pad_samples)
         self._policy = make_policy(self.options)
-        self._step_samples = int(self.options.hypothesis_step_s * SAMPLE_RATE)
         # Samples fed so far (the stream clock).
         self._stream_samples = 0
-        self._buf = SpeechBuffer()  # the audio being decoded
-        self._new_samples = 0  # appended since the last request
-        self._dirty = False  # appended since the last final request
-        self._final_until: int | None = None  # buffer index a final decode is due up to
+        max_request = int(self.options.max_buffer_s * SAMPLE_RATE)
+        # Audio that piled up is decoded in windows of up to 30 s (Whisper's own window), each
+        # committed up to its last complete segment, as offline decoding does. Measured on the
+        # six long-form files sent at once: 16 s windows 15.1% WER, 30 s windows 12.8% (offline
+        # 13.1%). (Repeated decodes of a growing buffer behave the other way: see
+        # buffer_trimming_s.)
+        self._plan = RequestPlanner(
+            step_samples=int(self.options.hypothesis_step_s * SAMPLE_RATE),
+            max_request_samples=max_request,
+            catch_up_samples=min(max_request, _WHISPER_WINDOW_S * SAMPLE_RATE),
+        )
+        self._buf = self._plan.buffer  # the audio being decoded
         self._hypothesis: list[Word] = []
         self._text = Transcript(
             prompt_chars=self.options.prompt_chars,
@@ -87,15 +94,7 @@ class ASRProcessor:
         )
         self._inflight: InferenceRequest | None = None
         self._segment_done = False  # the last decode completed a segment past committed text
-        self._max_request_samples = int(self.options.max_buffer_s * SAMPLE_RATE)
-        # Audio that piled up is decoded in windows of up to 30 s (Whisper's own window), each
-        # committed up to its last complete segment, as offline decoding does. Measured on the
-        # six long-form files sent at once: 16 s windows 15.1% WER, 30 s windows 12.8% (offline
-        # 13.1%). (Repeated decodes of a growing buffer behave the other way: see
-        # buffer_trimming_s.)
-        self._catch_up_samples = min(self._max_request_samples, _WHISPER_WINDOW_S * SAMPLE_RATE)
         self._last_skip_s: float | None = None  # where a decode last skipped speech
-        self._shorter_window = False  # decode the next piled-up window at half length
         self._next_request_id = 0
 
     # -- observation -------------------------------------------------------------------------
@@ -128,18 +127,12 @@ class ASRProcessor:
     @property
     def has_work(self) -> bool:
         """Whether :meth:`next_request` would return a request now."""
-        if self._inflight is not None:
-            return False
-        return (
-            self._final_until is not None
-            or len(self._buf) > self._max_request_samples
-            or (len(self._buf) > 0 and self._new_samples >= self._step_samples)
-        )
+        return self._inflight is None and self._plan.has_work
 
     @property
     def has_pending_text(self) -> bool:
         """Whether some speech has not been finally decoded yet."""
-        return self._dirty or bool(self._hypothesis) or self._final_until is not None
+        return self._plan.dirty or bool(self._hypothesis) or self._plan.final_until is not None
 
     # -- input -------------------------------------------------------------------------------
 
@@ -213,40 +206,11 @@ class ASRProcessor:
         """The next decode to run, or None if there is nothing to do (or one is outstanding)."""
         if self._inflight is not None:
             return None
-        window = self._max_request_samples
-        if self._final_until is not None and self._final_until <= window:
-            until = self._final_until
-            self._final_until = None
-            self._new_samples = len(self._buf) - until
-            self._dirty = self._new_samples > 0
-            request = self._request(
-                self._buf.samples[:until].copy(), final=True, kind=RequestKind.UTTERANCE_END
-            )
-        elif len(self._buf) > window:
-            # Audio piled up faster than it was decoded (a slow or busy model, or a client sending
-            # faster than real time): decode the oldest part, commit what it completes, and keep
-            # the rest for the next request. Nothing is dropped.
-            step = self._catch_up_samples // (2 if self._shorter_window else 1)
-            self._shorter_window = False
-            self._new_samples = len(self._buf) - step
-            request = self._request(
-                self._buf.samples[:step].copy(), final=False, kind=RequestKind.CATCH_UP
-            )
-        elif len(self._buf) and self._new_samples >= self._step_samples:
-            self._new_samples = 0
-            # A long utterance whose last decode completed a segment: commit its complete
-            # segments from a full-beam decode of the whole buffer.
-            window = (
-                self._policy.commits_windows
-                and self._segment_done
-                and self._uncommitted_s > self.options.commit_window_s
-            )
-            kind = RequestKind.WINDOW if window else RequestKind.HYPOTHESIS
-            request = self._request(self._buf.samples.copy(), final=False, kind=kind)
-        else:
+        plan = self._plan.plan(self._window_due)
+        if plan is None:
             return None
-        self._inflight = request
-        return request
+        self._inflight = self._request(plan)
+        return self._inflight
 
     def apply(self, request: InferenceRequest, result: Transcription) -> TranscriptUpdate:
         """Take the backend's answer to the outstanding request and advance.
@@ -302,10 +266,7 @@ class ASRProcessor:
         """
         self._take_inflight(request)
         if not give_up:
-            if request.final:
-                self._final_until = max(self._final_until or 0, request.audio.shape[0])
-            elif request.kind is RequestKind.CATCH_UP:
-                self._shorter_window = request.audio.shape[0] < self._catch_up_samples
+            self._plan.again(request.kind, request.audio.shape[0])
             return self._update()
         if request.kind is RequestKind.CATCH_UP:
             end = request.to_stream_s(request.duration_s)
@@ -350,7 +311,7 @@ class ASRProcessor:
         if skipped_at is not None:
             window_end = min(window_end, skipped_at + self.options.min_chunk_s)
             # The same piled-up window would skip the same way again.
-            self._shorter_window = not whole
+            self._plan.shorter_window(not whole)
         cut = window_cut(
             new,
             segment_ends,
@@ -367,13 +328,23 @@ class ASRProcessor:
         self._cut(cut)
         return committed
 
-    def _request(self, audio: Float32Array, *, final: bool, kind: RequestKind) -> InferenceRequest:
-        """A request for ``audio`` (the buffer's head). Requests that commit what they hear
-        without waiting for agreement get the final beam size."""
+    def _window_due(self) -> bool:
+        """A long utterance whose last decode completed a segment: commit its complete segments
+        from a full-beam decode of the whole buffer."""
+        return (
+            self._policy.commits_windows
+            and self._segment_done
+            and self._uncommitted_s > self.options.commit_window_s
+        )
+
+    def _request(self, plan: Plan) -> InferenceRequest:
+        """A request for the buffer's head. Requests that commit what they hear without
+        waiting for agreement get the final beam size."""
         self._next_request_id += 1
         start_s = self._buf.start_s
+        kind = plan.kind
         return InferenceRequest(
-            audio=audio,
+            audio=self._buf.samples[: plan.samples].copy(),
             offset_s=start_s,
             prompt=self._text.prompt(start_s),
             language=self.options.language,
@@ -381,7 +352,7 @@ class ASRProcessor:
             beam_size=(
                 self.options.beam_size if kind.commits else self.options.hypothesis_beam_size
             ),
-            final=final,
+            final=plan.final,
             request_id=self._next_request_id,
             runs=self._buf.runs_s,
             kind=kind,
@@ -389,18 +360,16 @@ class ASRProcessor:
 
     def _append(self, samples: Float32Array, stream_start: int) -> None:
         self._buf.append(samples, stream_start)
-        self._new_samples += samples.shape[0]
-        self._dirty = True
+        self._plan.append(samples.shape[0])
 
     def _mark_final(self) -> None:
-        if self._dirty or self._hypothesis:
-            self._final_until = len(self._buf)
+        self._plan.mark_final(bool(self._hypothesis))
 
     def _decode_again_from(self, at_s: float, request: InferenceRequest) -> None:
         """A final decode skipped speech from ``at_s``: cut the buffer there and decode the rest
         of the request's audio again (the next final decode starts at the skipped speech)."""
-        until = request.audio.shape[0]  # the request was the buffer's head; nothing cut since
-        self._final_until = max(self._final_until or 0, until)
+        # The request was the buffer's head; nothing was cut since.
+        self._plan.again(RequestKind.UTTERANCE_END, request.audio.shape[0])
         self._cut(at_s)
 
     def _heard(
@@ -440,49 +409,25 @@ class ASRProcessor:
         heard: bool,
         catching_up: bool,
     ) -> tuple[Word, ...]:
-        """Trim the buffer in committed territory; enforce ``max_buffer_s`` (except while
-        catching up on piled-up audio, which is decoded window by window instead).
-
-        Only audio the request decoded may be cut. Returns words committed by the hard cap.
-        """
-        decoded_end = request.to_stream_s(request.duration_s)
+        """Trim and cap the buffer (:meth:`.RequestPlanner.bound`); returns the words the hard
+        cap committed."""
         opts = self.options
-        if self.buffer_duration_s > opts.buffer_trimming_s:
-            trim = trim_cut(
-                segment_ends,
-                self._hypothesis,
-                buffer_start_s=self._buf.start_s,
-                committed_end_s=self._text.end_s,
-                heard=heard,
-                decoded_end_s=decoded_end,
-                margin_s=opts.min_chunk_s,
-            )
-            if trim is not None:
-                at, snap = trim
-                self._cut(self._buf.snap_to_run_start(at, self._text.end_s) if snap else at)
-        if catching_up or self.buffer_duration_s + opts.min_chunk_s <= opts.max_buffer_s:
-            return ()
-        # Agreement stalled: commit up to the cut, and never keep more than max_buffer_s -
-        # min_chunk_s.
-        keep_s = opts.max_buffer_s - opts.min_chunk_s
-        cut = cap_cut(
+        cut = self._plan.bound(
             segment_ends,
             self._hypothesis,
-            buffer_start_s=self._buf.start_s,
-            buffer_end_s=self._buf.end_s,
-            decoded_end_s=decoded_end,
-            keep_s=keep_s,
-            margin_s=opts.min_chunk_s,
+            committed_end_s=self._text.end_s,
+            decoded_end_s=request.to_stream_s(request.duration_s),
+            heard=heard,
+            capped=not catching_up,
             trim_s=opts.buffer_trimming_s,
+            max_s=opts.max_buffer_s,
+            margin_s=opts.min_chunk_s,
         )
         if cut is None:
             return ()
+        # Agreement stalled: what the cap cut off is committed.
         committed = self._commit_until(self._hypothesis, cut)
         self._policy.reset(self._hypothesis)
-        self._cut(cut)
-        excess = len(self._buf) - int(keep_s * SAMPLE_RATE)
-        if excess > 0:  # the cut fell in a gap between speech runs; never cut undecoded audio
-            self._cut_samples(min(excess, self._buf.index_of(decoded_end)))
         return committed
 
     def _commit_until(self, words: list[Word], at_s: float) -> tuple[Word, ...]:
@@ -492,17 +437,12 @@ class ASRProcessor:
         return committed
 
     def _cut(self, at_s: float) -> None:
-        self._cut_samples(self._buf.index_of(at_s))
-
-    def _cut_samples(self, n: int) -> None:
-        n = self._buf.cut_samples(n)
-        if self._final_until is not None:
-            self._final_until = max(0, self._final_until - n)
+        self._plan.cut(self._buf.index_of(at_s))
 
     def _check_done(self) -> bool:
         if (
             self.state is ProcessorState.FINISHING
-            and self._final_until is None
+            and self._plan.final_until is None
             and self._inflight is None
         ):
             self.state = ProcessorState.DONE
