@@ -9,6 +9,7 @@ import functools
 import math
 import os
 import struct
+from typing import BinaryIO
 
 import numpy as np
 import numpy.typing as npt
@@ -35,20 +36,28 @@ SAMPLE_RATE = 16_000
 Float32Array = npt.NDArray[np.float32]
 
 
-def decode_file(path: str | os.PathLike[str], sample_rate: int = SAMPLE_RATE) -> Float32Array:
-    """Decode any audio or video file that FFmpeg understands into mono float32 samples.
+def decode_file(
+    path: str | os.PathLike[str] | BinaryIO, sample_rate: int = SAMPLE_RATE
+) -> Float32Array:
+    """Decode any audio or video file that FFmpeg understands (a path, or a binary file object
+    such as an upload) into mono float32 samples.
 
     Raises:
         AudioError: the file does not exist or cannot be decoded.
     """
-    if not os.path.isfile(path):
-        raise AudioError(f"audio file not found: {os.fspath(path)!r}")
+    if isinstance(path, (str, os.PathLike)):
+        if not os.path.isfile(path):
+            raise AudioError(f"audio file not found: {os.fspath(path)!r}")
+        source: str | BinaryIO = os.fspath(path)
+        name = repr(source)
+    else:
+        source, name = path, "the file"
     from faster_whisper.audio import decode_audio  # lazy: PyAV is heavy to import
 
     try:
-        samples = decode_audio(os.fspath(path), sampling_rate=sample_rate)
+        samples = decode_audio(source, sampling_rate=sample_rate)
     except Exception as exc:  # PyAV raises many unrelated types
-        raise AudioError(f"cannot decode {os.fspath(path)!r}: {exc}") from exc
+        raise AudioError(f"cannot decode {name}: {exc}") from exc
     return np.ascontiguousarray(samples, dtype=np.float32)
 
 

@@ -245,6 +245,25 @@ def serve_main(argv: Sequence[str] | None = None) -> int:
         help="decodes of different sessions run in one model call, at most (faster_whisper: "
         "one encoder and one generate call for requests that can share them; pays on a GPU)",
     )
+    parser.add_argument(
+        "--api-key",
+        action="append",
+        default=[],
+        metavar="KEY",
+        help="require this API key (repeatable): 'Authorization: Bearer KEY', or ?token=KEY on "
+        "a WebSocket URL; /health, /metrics and the demo page stay open",
+    )
+    parser.add_argument(
+        "--api-keys-file", metavar="FILE", help="more API keys, one per line (# comments)"
+    )
+    parser.add_argument(
+        "--open-whisperlive",
+        action="store_true",
+        help="with API keys, leave the WhisperLive path (/) open: the stock WhisperLive client "
+        "cannot send a header (it can send ?token=KEY as part of its port: 9090/?token=KEY)",
+    )
+    parser.add_argument("--ssl-certfile", metavar="PEM", help="serve TLS: certificate chain")
+    parser.add_argument("--ssl-keyfile", metavar="PEM", help="serve TLS: private key")
     _add_model_args(parser)
     args = parser.parse_args(argv)
     if args.batch_size < 1:
@@ -255,6 +274,11 @@ def serve_main(argv: Sequence[str] | None = None) -> int:
     from .server.websocket_server import WhisperStreamingServer
 
     try:
+        api_keys = list(args.api_key)
+        if args.api_keys_file:
+            from .server.auth import read_keys_file
+
+            api_keys += read_keys_file(args.api_keys_file)
         backend_options = _backend_options(args)
         if args.backend == "faster_whisper":
             workers = args.workers or (1 if args.device == "cuda" else 2)
@@ -274,8 +298,12 @@ def serve_main(argv: Sequence[str] | None = None) -> int:
                     else None
                 ),
                 save_audio_dir=args.save_audio,
+                api_keys=tuple(api_keys),
+                open_whisperlive=args.open_whisperlive,
             ),
             max_batch_size=args.batch_size,
+            ssl_certfile=args.ssl_certfile,
+            ssl_keyfile=args.ssl_keyfile,
         )
         server.run(args.host, args.port)
     except WhisperStreamingError as exc:
@@ -311,6 +339,11 @@ def client_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--fast", action="store_true", help="send as fast as the server takes it, not in real time"
     )
+    parser.add_argument("--api-key", default=None, help="API key, for servers that need one")
+    parser.add_argument("--wss", action="store_true", help="connect with TLS (wss://)")
+    parser.add_argument(
+        "--ca-file", default=None, help="trust this CA (PEM) for wss:// (implies --wss)"
+    )
     parser.add_argument(
         "--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
     )
@@ -338,6 +371,9 @@ def client_main(argv: Sequence[str] | None = None) -> int:
         transcription_callback=callback if args.use_callback else None,
         output=args.output,
         fast=args.fast,
+        api_key=args.api_key,
+        use_wss=args.wss,
+        ca_file=args.ca_file,
     )
     try:
         client(args.audio_file)
@@ -345,7 +381,7 @@ def client_main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except connection_errors() as exc:
-        print(f"error: cannot reach ws://{args.host}:{args.port}/: {exc}", file=sys.stderr)
+        print(f"error: cannot reach {client.url}: {exc}", file=sys.stderr)
         return 1
     except WhisperStreamingError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -218,6 +218,14 @@ class ServerOptions:
         save_audio_dir: a folder where each session's audio is written as the model receives
             it (16 kHz mono float32 WAV, after resampling), named ``<time>-<session id>.wav``, to
             hear what the server heard; None saves nothing.
+        max_upload_bytes: largest file the REST API accepts (larger: 413).
+        max_upload_duration_s: longest audio the REST API transcribes (longer: 400).
+        api_keys: keys a client must present (``Authorization: Bearer KEY``, or ``?token=KEY``
+            on a WebSocket URL) to use the WebSocket protocols and the REST API; empty: no
+            check. ``/health``, ``/metrics`` and the demo page's files stay open.
+        open_whisperlive: with ``api_keys``, leave the WhisperLive path open to clients without
+            a key (the stock WhisperLive client cannot send a header; it can send
+            ``?token=KEY`` only through its port argument, ``port="9090/?token=KEY"``).
     """
 
     max_clients: int = 4
@@ -233,6 +241,10 @@ class ServerOptions:
     send_last_n_segments: int = 10
     allowed_origins: tuple[str, ...] | None = None
     save_audio_dir: str | None = None
+    max_upload_bytes: int = 100 * 2**20
+    max_upload_duration_s: float = 4 * 3600.0
+    api_keys: tuple[str, ...] = ()
+    open_whisperlive: bool = False
 
     def __post_init__(self) -> None:
         _require(self.max_clients >= 1, f"max_clients must be >= 1, got {self.max_clients}")
@@ -243,6 +255,8 @@ class ServerOptions:
             "config_timeout_s",
             "shutdown_timeout_s",
             "final_stall_s",
+            "max_upload_bytes",
+            "max_upload_duration_s",
         ):
             value = getattr(self, name)
             _require(value > 0, f"{name} must be > 0, got {value}")

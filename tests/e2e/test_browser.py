@@ -385,3 +385,26 @@ def test_demo_page_reconnects_with_backoff() -> None:
                 assert not page.is_disabled("#mic")
         finally:
             browser.close()
+
+
+def test_demo_page_asks_for_the_api_key() -> None:
+    """On a server that needs an API key the page says so (the close reason a browser can
+    read), waits, and connects once the key is typed into its field."""
+    _require_browser()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p, running_server(api_keys=("s3cret",)) as srv:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=_BASE_ARGS)
+        try:
+            page = browser.new_context().new_page()
+            page.goto(f"http://127.0.0.1:{srv.port}/")
+            page.wait_for_function(f"{_STATUS}.includes('API key')", timeout=timeout(10) * 1000)
+            assert page.is_disabled("#mic")
+            time.sleep(1.0)  # no retry loop with the same (missing) key
+            assert "API key" in page.inner_text("#status")
+            page.fill("#token", "s3cret")
+            page.dispatch_event("#token", "change")
+            page.wait_for_function(f"{_STATUS}.startsWith('Ready')", timeout=timeout(10) * 1000)
+            assert not page.is_disabled("#mic")
+        finally:
+            browser.close()

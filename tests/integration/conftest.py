@@ -71,6 +71,7 @@ def running_server(
     *,
     processor: ProcessorOptions | None = None,
     port: int = 0,
+    tls: tuple[str, str] | None = None,
     **server_kw: Any,
 ) -> Iterator[RunningServer]:
     """Start a server on 127.0.0.1 (port 0: any free one); shut it down afterwards."""
@@ -79,6 +80,8 @@ def running_server(
         backend or timeline_backend(),
         processor_options=processor or ProcessorOptions(use_vad=False, min_chunk_s=0.5),
         server_options=options,
+        ssl_certfile=tls[0] if tls else None,
+        ssl_keyfile=tls[1] if tls else None,
     )
     loop = asyncio.new_event_loop()
     started = threading.Event()
@@ -90,11 +93,32 @@ def running_server(
     try:
         yield running
     finally:
-        if server._server is not None:
-            running.call(server.shutdown(), 60)
+        running.call(server.shutdown(), 60)  # a no-op when a test already shut it down
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout(10))
         loop.close()
+
+
+def raw_http(port: int, request: bytes) -> tuple[int, bytes]:
+    """Send raw bytes as an HTTP request; the status code (0: none) and the answer, read to its
+    ``Content-Length`` (the connection may stay open), to the end of the headers of a 101 (a
+    WebSocket opened), or to the close."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout(5)) as sock:
+        sock.sendall(request)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+            head, sep, body = answer.partition(b"\r\n\r\n")
+            lengths = [
+                int(line.split(b":", 1)[1])
+                for line in head.split(b"\r\n")[1:]
+                if line.lower().startswith(b"content-length:")
+            ]
+            if sep and (answer.startswith(b"HTTP/1.1 101") or lengths and len(body) >= lengths[0]):
+                break
+    return (int(answer.split(b" ", 2)[1]) if answer else 0), answer
 
 
 def tone_bytes(seconds: float, amplitude: float = 0.3) -> bytes:

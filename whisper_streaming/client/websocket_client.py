@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import ssl
 import sys
 import time
 import uuid
@@ -57,6 +58,10 @@ class TranscriptionClient:
         chunk_s: seconds of audio per message.
         show: print live text (and a progress bar for files) to this stream; None for quiet.
         final_timeout_s: how long to wait for the final segments after the audio ends.
+        api_key: sent as ``Authorization: Bearer KEY`` (servers started with ``--api-key``).
+        use_wss: connect with TLS (``wss://``).
+        ca_file: with ``use_wss``, trust the certificates this PEM file holds (a private CA, or
+            a self-signed server certificate) instead of the system's.
     """
 
     def __init__(
@@ -74,8 +79,15 @@ class TranscriptionClient:
         chunk_s: float = 0.1,
         show: TextIO | None = sys.stderr,
         final_timeout_s: float = 120.0,
+        api_key: str | None = None,
+        use_wss: bool = False,
+        ca_file: str | None = None,
     ) -> None:
-        self.url = f"ws://{host}:{port}/"
+        self.url = f"{'wss' if use_wss or ca_file else 'ws'}://{host}:{port}/"
+        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._ssl: ssl.SSLContext | None = None
+        if ca_file is not None:
+            self._ssl = ssl.create_default_context(cafile=ca_file)
         self.language = language
         self.model = model
         self.task = "translate" if translate else "transcribe"
@@ -170,7 +182,14 @@ class TranscriptionClient:
 
     def _connect(self) -> Any:
         try:
-            return connect(self.url, max_size=2**22, open_timeout=10, compression=None)
+            return connect(
+                self.url,
+                max_size=2**22,
+                open_timeout=10,
+                compression=None,
+                additional_headers=self._headers,
+                ssl=self._ssl,
+            )
         except InvalidURI as exc:
             raise ClientError(f"bad server address {self.url}: {exc}") from exc
 

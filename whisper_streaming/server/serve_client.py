@@ -12,14 +12,13 @@ import enum
 import logging
 import time
 
-from websockets.asyncio.server import ServerConnection
-from websockets.exceptions import ConnectionClosed
 from websockets.frames import CloseCode
 
 from ..config import ProcessorOptions
 from ..exceptions import AudioError, ProtocolError, StateError
 from ..streaming.processor import ASRProcessor
 from ..streaming.segments import SegmentBuilder
+from .connection import Connection, ConnectionClosed
 from .context import ServerContext, SessionLogger
 from .protocols import whisperlive as wl
 from .session import SessionError, SessionState, StreamSession, UpdateEvent
@@ -87,14 +86,14 @@ def final_deadline(
     return grace
 
 
-async def close_slow_reader(ws: ServerConnection) -> None:
+async def close_slow_reader(ws: Connection) -> None:
     """End a connection whose client stopped reading (its messages piled up): close without
     waiting for a closing handshake it would not read either."""
     logger.warning("client does not read its messages; closing")
-    ws.transport.abort()
+    ws.abort()
 
 
-async def _safe_send(ws: ServerConnection, message: str) -> bool:
+async def _safe_send(ws: Connection, message: str) -> bool:
     try:
         await ws.send(message)
         return True
@@ -102,12 +101,12 @@ async def _safe_send(ws: ServerConnection, message: str) -> bool:
         return False
 
 
-async def _refuse(ws: ServerConnection, message: str, code: CloseCode, reason: str) -> None:
+async def _refuse(ws: Connection, message: str, code: CloseCode, reason: str) -> None:
     await _safe_send(ws, message)
     await ws.close(code, reason)
 
 
-async def serve_whisperlive(ws: ServerConnection, ctx: ServerContext) -> None:
+async def serve_whisperlive(ws: Connection, ctx: ServerContext) -> None:
     """Serve one WhisperLive-protocol connection from configuration to close."""
     try:
         raw = await asyncio.wait_for(ws.recv(), ctx.options.config_timeout_s)
@@ -190,7 +189,7 @@ def _session_options(
 class _WhisperLiveConnection:
     def __init__(
         self,
-        ws: ServerConnection,
+        ws: Connection,
         config: wl.ClientConfig,
         session: StreamSession,
         ctx: ServerContext,

@@ -12,13 +12,12 @@ import logging
 import math
 import time
 
-from websockets.asyncio.server import ServerConnection
-from websockets.exceptions import ConnectionClosed
 from websockets.frames import CloseCode
 
 from ..audio import StreamingResampler
 from ..exceptions import AudioError, ProtocolError, StateError
 from ..streaming.processor import ASRProcessor
+from .connection import Connection, ConnectionClosed
 from .context import ServerContext, SessionLogger
 from .protocols import json_v1 as jp
 from .serve_client import (
@@ -40,7 +39,7 @@ TRAILING_AUDIO_S = 1.0
 logger = logging.getLogger(__name__)
 
 
-async def serve_json(ws: ServerConnection, ctx: ServerContext) -> None:
+async def serve_json(ws: Connection, ctx: ServerContext) -> None:
     """Serve one JSON-protocol connection."""
     session_id = ctx.new_session_id("json")
     log = SessionLogger(logger, {"session": session_id})
@@ -73,7 +72,7 @@ class _Recording:
 class _JsonConnection:
     def __init__(
         self,
-        ws: ServerConnection,
+        ws: Connection,
         ctx: ServerContext,
         session_id: str,
         deadline: float,

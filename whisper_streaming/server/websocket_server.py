@@ -1,30 +1,47 @@
-"""WhisperStreamingServer: the asyncio WebSocket server, routing, start-up and shutdown."""
+"""WhisperStreamingServer: one ASGI application (Starlette) under uvicorn, on one port: both
+WebSocket protocols, health, metrics and the demo page; start-up and graceful shutdown."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import logging
-import mimetypes
 import os
 import signal
+import socket
 import time
 import urllib.parse
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
-from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.datastructures import Headers
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import (
+    FileResponse,
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+)
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
+from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.frames import CloseCode
-from websockets.http11 import Request, Response
 
 from ..audio import SAMPLE_RATE
 from ..backends import load_backend
 from ..backends.base import ASRBackend, InferenceRequest
 from ..config import ProcessorOptions, ServerOptions
 from ..exceptions import ConfigError
+from . import rest
+from .auth import ApiKeys, Verdict
 from .client_manager import ClientManager
+from .connection import ABORT_EXTENSION, Connection
 from .context import ServerContext
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .scheduler import Scheduler
@@ -35,6 +52,7 @@ __all__ = [
     "JSON_PATH",
     "STATIC_DIR",
     "WHISPERLIVE_PATH",
+    "WebSocketProtocol",
     "WhisperStreamingServer",
     "origin_allowed",
 ]
@@ -60,6 +78,11 @@ class WhisperStreamingServer:
         max_clients: shortcut for ``server_options.max_clients``.
         max_connection_time: shortcut for ``server_options.max_connection_time_s``.
         max_batch_size: requests per model call.
+        ssl_certfile / ssl_keyfile: serve TLS (``wss://`` and ``https://``) with this
+            certificate chain and private key (PEM); both or neither.
+
+    Raises:
+        ConfigError: invalid options (API keys, TLS files).
     """
 
     def __init__(
@@ -73,6 +96,8 @@ class WhisperStreamingServer:
         max_clients: int | None = None,
         max_connection_time: float | None = None,
         max_batch_size: int = 1,
+        ssl_certfile: str | None = None,
+        ssl_keyfile: str | None = None,
     ) -> None:
         options = server_options or ServerOptions()
         if max_clients is not None or max_connection_time is not None:
@@ -95,24 +120,39 @@ class WhisperStreamingServer:
         self._max_batch_size = max_batch_size
         self.client_manager = ClientManager(options.max_clients, options.max_connection_time_s)
         self.context: ServerContext | None = None
-        self._server: Server | None = None
+        self._uvicorn: uvicorn.Server | None = None
+        self._uvicorn_loop: asyncio.Task[None] | None = None
+        self._sockets: list[socket.socket] = []
         self._handlers: set[asyncio.Task[Any]] = set()
         self._lag_watch: asyncio.Task[None] | None = None
         self._public = False  # listening beyond loopback (see origin_allowed)
         self.static_dir = STATIC_DIR
+        self.api_keys = ApiKeys(options.api_keys)
+        self._ssl = _check_tls(ssl_certfile, ssl_keyfile)
+        self._static_files: StaticFiles | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def start(self, host: str = "localhost", port: int = 9090) -> None:
-        """Load and warm up the model, then listen. ``port=0`` picks a free port."""
+        """Load and warm up the model, then listen. ``port=0`` picks a free port.
+
+        Raises:
+            OSError: the address cannot be listened on (checked before the model loads).
+        """
         loop = asyncio.get_running_loop()
         if self.options.save_audio_dir is not None:
             _prepare_folder(self.options.save_audio_dir)
-        if self.backend is None:
-            name, opts = self._backend_name, self._backend_options
-            self.backend = await loop.run_in_executor(None, lambda: load_backend(name, **opts))
-        backend = self.backend
-        await loop.run_in_executor(None, _warm_up, backend)
+        sockets = _listen(host, port)
+        try:
+            if self.backend is None:
+                name, opts = self._backend_name, self._backend_options
+                self.backend = await loop.run_in_executor(None, lambda: load_backend(name, **opts))
+            backend = self.backend
+            await loop.run_in_executor(None, _warm_up, backend)
+        except BaseException:
+            for sock in sockets:
+                sock.close()
+            raise
         scheduler = Scheduler(backend, max_batch_size=self._max_batch_size)
         await scheduler.start()
         self._lag_watch = asyncio.create_task(self._watch_loop_lag())
@@ -126,26 +166,66 @@ class WhisperStreamingServer:
             model_name=backend.model_name,
             multilingual=bool(getattr(backend, "is_multilingual", True)),
         )
-        self._server = await serve(
-            self._handle,
-            host,
-            port,
-            process_request=self._process_request,
-            max_size=self.options.max_message_bytes,
-            compression=None,  # audio does not compress; deflate would only cost CPU
-            # No keepalive pings: while a fast client is held back (max_backlog_s) its pong waits
-            # behind the audio it already sent, and a ping timeout would drop a healthy session.
-            # Dead clients are ended by the idle timeout instead.
-            ping_interval=None,
+        config = uvicorn.Config(
+            self.app(),
+            ws=WebSocketProtocol,
+            ws_max_size=self.options.max_message_bytes,
+            # Audio does not compress; deflate would only cost CPU.
+            ws_per_message_deflate=False,
+            # No keepalive pings: while a fast client is held back (max_backlog_s) its pong
+            # waits behind the audio it already sent, and a ping timeout would drop a healthy
+            # session. Dead clients are ended by the idle timeout instead.
+            ws_ping_interval=None,
+            ws_ping_timeout=None,
+            lifespan="off",
+            log_config=None,
+            access_log=False,
+            timeout_graceful_shutdown=5,
+            ssl_certfile=self._ssl[0] if self._ssl else None,
+            ssl_keyfile=self._ssl[1] if self._ssl else None,
         )
+        # uvicorn logs each WebSocket's path with its query string (which may hold an API key)
+        # at INFO: sessions are logged here instead.
+        uvicorn_log = logging.getLogger("uvicorn.error")
+        if uvicorn_log.level == logging.NOTSET:
+            uvicorn_log.setLevel(logging.WARNING)
+        config.load()
+        self._uvicorn = server = uvicorn.Server(config)
+        server.lifespan = config.lifespan_class(config)
+        self._sockets = sockets
+        await server.startup(sockets=sockets)
+        # uvicorn's housekeeping (the Date header, once a second) until shutdown.
+        self._uvicorn_loop = asyncio.create_task(server.main_loop())
         logger.info(
-            "serving %s model %s on ws://%s:%d (WhisperLive protocol at %s), max %d clients",
+            "serving %s model %s on %s://%s:%d (WhisperLive protocol at %s), max %d clients%s",
             backend.name,
             backend.model_name,
+            "wss" if self._ssl else "ws",
             host,
             self.port,
             WHISPERLIVE_PATH,
             self.options.max_clients,
+            ", API keys required" if self.api_keys.enabled else "",
+        )
+
+    def app(self) -> Starlette:
+        """The ASGI application: both WebSocket protocols, the OpenAI-compatible REST API,
+        health, metrics, the demo page."""
+        return Starlette(
+            routes=[
+                WebSocketRoute(WHISPERLIVE_PATH, self._websocket),
+                WebSocketRoute(JSON_PATH, self._websocket),
+                WebSocketRoute("/{path:path}", _no_websocket_here),
+                Route("/", self._index),
+                Route("/health", self._health),
+                Route("/health/websocket", self._health),
+                Route("/metrics", self._metrics),
+                Mount("/static", app=self._static),
+                Route("/examples/simple-client.html", _simple_client),
+                Route("/v1/models", self._models),
+                Route("/v1/audio/transcriptions", self._transcriptions, methods=["POST"]),
+                Route("/v1/audio/translations", self._translations, methods=["POST"]),
+            ]
         )
 
     async def _watch_loop_lag(self, interval_s: float = 0.25) -> None:
@@ -161,16 +241,16 @@ class WhisperStreamingServer:
     @property
     def port(self) -> int:
         """The port actually listened on."""
-        assert self._server is not None, "server not started"
-        sockets = self._server.sockets
-        return int(sockets[0].getsockname()[1])
+        assert self._sockets, "server not started"
+        return int(self._sockets[0].getsockname()[1])
 
     async def shutdown(self) -> None:
         """Stop accepting, flush every session (final segments are sent), close with 1001."""
-        if self._server is None or self.context is None:
+        if self._uvicorn is None or self.context is None:
             return
         logger.info("shutting down: flushing %d session(s)", self.client_manager.current_clients)
-        self._server.server.close()  # stop accepting new connections
+        for listener in self._uvicorn.servers:
+            listener.close()  # stop accepting new connections
         self.context.shutting_down.set()
         if self._handlers:
             _, pending = await asyncio.wait(
@@ -178,13 +258,17 @@ class WhisperStreamingServer:
             )
             if pending:
                 logger.warning("%d session(s) did not finish in time; closing them", len(pending))
-        self._server.close(close_connections=True, code=CloseCode.GOING_AWAY)
-        await self._server.wait_closed()
+        self._uvicorn.should_exit = True
+        if self._uvicorn_loop is not None:
+            await self._uvicorn_loop
+            self._uvicorn_loop = None
+        await self._uvicorn.shutdown()
         await self.context.scheduler.stop()
         if self._lag_watch is not None:
             self._lag_watch.cancel()
             self._lag_watch = None
-        self._server = None
+        self._uvicorn = None
+        self._sockets = []
         logger.info("server stopped")
 
     async def serve_forever(self, host: str = "localhost", port: int = 9090) -> None:
@@ -208,65 +292,103 @@ class WhisperStreamingServer:
 
     # -- routing -----------------------------------------------------------------------------
 
-    async def _handle(self, ws: ServerConnection) -> None:
+    async def _websocket(self, websocket: WebSocket) -> None:
+        """Both WebSocket protocols: the origin check, then the path's handler."""
         assert self.context is not None
         task = asyncio.current_task()
         assert task is not None
         self._handlers.add(task)
         try:
-            path = ws.request.path.split("?", 1)[0] if ws.request else "/"
+            if not self._origin_allowed(websocket):
+                await websocket.send_denial_response(
+                    PlainTextResponse("origin not allowed\n", HTTPStatus.FORBIDDEN)
+                )
+                return
+            open_path = websocket.scope.get("path") == WHISPERLIVE_PATH and (
+                self.options.open_whisperlive
+            )
+            verdict = Verdict.OK if open_path else self._verdict(websocket)
+            if verdict is not Verdict.OK and "origin" not in websocket.headers:
+                # Not a browser: the HTTP status says why.
+                await websocket.send_denial_response(_unauthorized(verdict))
+                return
+            await websocket.accept()
+            ws = Connection(websocket)
+            if verdict is not Verdict.OK:
+                # A browser cannot read a refused upgrade's status; it can read a close reason.
+                await ws.close(CloseCode.POLICY_VIOLATION, verdict.message)
+                return
             if self.context.shutting_down.is_set():
                 await ws.close(CloseCode.GOING_AWAY, "server shutting down")
-            elif path == WHISPERLIVE_PATH:
-                await serve_whisperlive(ws, self.context)
-            elif path == JSON_PATH:
+            elif ws.path == JSON_PATH:
                 await serve_json(ws, self.context)
-            else:  # process_request refuses other paths; this is a safety net
-                await ws.close(CloseCode.POLICY_VIOLATION, "unknown path")
+            else:
+                await serve_whisperlive(ws, self.context)
         finally:
             self._handlers.discard(task)
 
-    def _process_request(self, ws: ServerConnection, request: Request) -> Response | None:
-        path = request.path.split("?", 1)[0]
-        if request.method != "GET":
-            response = _text(HTTPStatus.METHOD_NOT_ALLOWED, f"{request.method} is not allowed\n")
-            response.headers["Allow"] = "GET"
-            return response
-        upgrade = "websocket" in (_header(request, "Upgrade") or "").lower()
-        if upgrade:
-            if not self._origin_allowed(request):
-                return _text(HTTPStatus.FORBIDDEN, "origin not allowed\n")
-            if path in (WHISPERLIVE_PATH, JSON_PATH):
-                return None
-            return _text(HTTPStatus.NOT_FOUND, f"no WebSocket endpoint at {path}\n")
-        if path == "/health":
-            return self._health()
-        if path == "/metrics":
-            assert self.context is not None
-            return _response(HTTPStatus.OK, self.context.metrics.render(), METRICS_CONTENT_TYPE)
-        if path == "/" and (self.static_dir / "index.html").is_file():
-            headers = Headers([("Location", "/static/index.html"), ("Content-Length", "0")])
-            return Response(HTTPStatus.FOUND.value, HTTPStatus.FOUND.phrase, headers, b"")
-        if path.startswith("/static/"):
-            return _static(self.static_dir, path[len("/static/") :])
-        if path == "/examples/simple-client.html":
-            return _static(EXAMPLES_DIR, "simple-client.html")
-        return _text(HTTPStatus.NOT_FOUND, "not found\n")
-
-    def _origin_allowed(self, request: Request) -> bool:
-        origins = request.headers.get_all("Origin")
+    def _origin_allowed(self, websocket: WebSocket) -> bool:
+        origins = websocket.headers.getlist("origin")
         if len(origins) > 1:  # a browser sends one
             return False
+        hosts = websocket.headers.getlist("host")
         return origin_allowed(
             origins[0] if origins else None,
-            _header(request, "Host") or "",
+            hosts[0] if len(hosts) == 1 else "",
             self.options.allowed_origins or (),
             public=self._public,
         )
 
-    def _health(self) -> Response:
-        import json
+    async def _index(self, request: Request) -> Response:
+        """A browser opening the server's address is sent to the demo page."""
+        if (self.static_dir / "index.html").is_file():
+            return RedirectResponse("/static/index.html", HTTPStatus.FOUND)
+        return PlainTextResponse("not found\n", HTTPStatus.NOT_FOUND)
 
+    async def _static(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The demo page's files, from ``static_dir`` as it is now."""
+        if self._static_files is None or self._static_files.directory != self.static_dir:
+            self._static_files = StaticFiles(directory=self.static_dir, check_dir=False)
+        await self._static_files(scope, receive, send)
+
+    def _verdict(self, connection: HTTPConnection) -> Verdict:
+        """The API-key verdict on a request (OK when no keys are set)."""
+        authorization = connection.headers.getlist("authorization")
+        tokens = connection.query_params.getlist("token")
+        return self.api_keys.check(
+            authorization[0] if len(authorization) == 1 else None,
+            tokens[0] if len(tokens) == 1 else None,
+        )
+
+    def _refused(self, request: Request) -> Response | None:
+        verdict = self._verdict(request)
+        if verdict is Verdict.OK:
+            return None
+        status = 401 if verdict is Verdict.MISSING else 403
+        response = rest.error_response(status, verdict.message, code="invalid_api_key")
+        if verdict is Verdict.MISSING:
+            response.headers["WWW-Authenticate"] = "Bearer"
+        return response
+
+    async def _models(self, request: Request) -> Response:
+        assert self.context is not None
+        return self._refused(request) or rest.models(self.context)
+
+    async def _transcriptions(self, request: Request) -> Response:
+        assert self.context is not None
+        refused = self._refused(request)
+        return refused or await rest.transcribe(request, self.context, task="transcribe")
+
+    async def _translations(self, request: Request) -> Response:
+        assert self.context is not None
+        refused = self._refused(request)
+        return refused or await rest.transcribe(request, self.context, task="translate")
+
+    async def _metrics(self, request: Request) -> Response:
+        assert self.context is not None
+        return Response(self.context.metrics.render(), media_type=METRICS_CONTENT_TYPE)
+
+    async def _health(self, request: Request) -> Response:
         assert self.context is not None
         from ..backends.faster_whisper import cuda_available
 
@@ -285,7 +407,78 @@ class WhisperStreamingServer:
             "gpu_available": cuda_available(),
             "uptime_s": round(time.monotonic() - self.context.started_at, 1),
         }
-        return _response(status, json.dumps(body).encode(), "application/json")
+        return JSONResponse(body, status)
+
+
+class WebSocketProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's WebSocket protocol on the websockets library's sans-I/O core, handing the
+    application ``transport.abort`` too (scope extension ``ABORT_EXTENSION``), so a client
+    that stopped reading is dropped without waiting behind the data it does not read."""
+
+    def handle_connect(self, event: Any) -> None:
+        super().handle_connect(event)
+        scope = getattr(self, "scope", None)
+        if scope is not None:
+            scope["extensions"][ABORT_EXTENSION] = {"abort": self.transport.abort}
+
+
+def _unauthorized(verdict: Verdict) -> Response:
+    if verdict is Verdict.MISSING:
+        return PlainTextResponse(
+            verdict.message + "\n", HTTPStatus.UNAUTHORIZED, {"WWW-Authenticate": "Bearer"}
+        )
+    return PlainTextResponse(verdict.message + "\n", HTTPStatus.FORBIDDEN)
+
+
+def _check_tls(certfile: str | None, keyfile: str | None) -> tuple[str, str] | None:
+    """Both TLS files, readable, or neither."""
+    if certfile is None and keyfile is None:
+        return None
+    if certfile is None or keyfile is None:
+        raise ConfigError("TLS needs both a certificate file and a key file")
+    for name in (certfile, keyfile):
+        if not os.access(name, os.R_OK):
+            raise ConfigError(f"cannot read the TLS file {name!r}")
+    return certfile, keyfile
+
+
+async def _no_websocket_here(websocket: WebSocket) -> None:
+    path = websocket.scope.get("path", "")
+    await websocket.send_denial_response(
+        PlainTextResponse(f"no WebSocket endpoint at {path}\n", HTTPStatus.NOT_FOUND)
+    )
+
+
+async def _simple_client(request: Request) -> Response:
+    page = EXAMPLES_DIR / "simple-client.html"
+    if not page.is_file():
+        return PlainTextResponse("not found\n", HTTPStatus.NOT_FOUND)
+    return FileResponse(page, media_type="text/html; charset=utf-8")
+
+
+def _listen(host: str, port: int) -> list[socket.socket]:
+    """Listening sockets on every address ``host`` resolves to ("localhost" is often both
+    127.0.0.1 and ::1), all on one port (``port`` 0: a free one, picked by the first)."""
+    infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    sockets: list[socket.socket] = []
+    try:
+        for family, kind, proto, _, address in dict.fromkeys(infos):
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            if len(sockets) > 1:  # the port the first one got
+                address = (address[0], sockets[0].getsockname()[1], *address[2:])
+            sock.bind(address)
+            sock.listen(128)
+            sock.setblocking(False)
+    except OSError:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
 
 
 def _prepare_folder(folder: str) -> None:
@@ -311,17 +504,6 @@ def _warm_up(backend: ASRBackend) -> None:
         logger.exception("warm-up decode failed")
 
 
-def _response(status: HTTPStatus, body: bytes, content_type: str) -> Response:
-    headers = Headers(
-        [
-            ("Content-Type", content_type),
-            ("Content-Length", str(len(body))),
-            ("Connection", "close"),
-        ]
-    )
-    return Response(status.value, status.phrase, headers, body)
-
-
 def origin_allowed(
     origin: str | None, host: str, allowed: tuple[str, ...], *, public: bool
 ) -> bool:
@@ -345,12 +527,6 @@ def origin_allowed(
     return parts.netloc == host and (public or _is_ip(hostname))
 
 
-def _header(request: Request, name: str) -> str | None:
-    """A header's value; None when it is missing or repeated (``Headers.get`` raises then)."""
-    values = request.headers.get_all(name)
-    return values[0] if len(values) == 1 else None
-
-
 def _is_loopback_host(hostname: str) -> bool:
     return hostname == "localhost" or _is_ip(hostname, loopback=True)
 
@@ -361,27 +537,3 @@ def _is_ip(hostname: str, *, loopback: bool = False) -> bool:
     except ValueError:
         return False
     return address.is_loopback or not loopback
-
-
-def _static(root: Path, relative: str) -> Response:
-    """A file under ``root``; anything that resolves outside it (``..``, encoded or not), or
-    that the file system refuses (a name too long), is 404."""
-    name = urllib.parse.unquote(relative)
-    if not name or "\x00" in name or "\\" in name:
-        return _text(HTTPStatus.NOT_FOUND, "not found\n")
-    base = root.resolve()
-    try:
-        target = (base / name).resolve()
-        found = base in target.parents and target.is_file()
-    except OSError:
-        found = False
-    if not found:
-        return _text(HTTPStatus.NOT_FOUND, "not found\n")
-    content_type = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
-    if content_type.startswith("text/") or content_type in ("application/javascript",):
-        content_type += "; charset=utf-8"
-    return _response(HTTPStatus.OK, target.read_bytes(), content_type)
-
-
-def _text(status: HTTPStatus, text: str) -> Response:
-    return _response(status, text.encode(), "text/plain; charset=utf-8")

@@ -5,7 +5,7 @@ const $ = (id) => document.getElementById(id);
 const ui = {
   status: $("status"), mic: $("mic"), file: $("file"), clear: $("clear"), wave: $("wave"),
   final: $("final"), partial: $("partial"), words: $("m-words"), latency: $("m-latency"),
-  segments: $("m-segments"),
+  segments: $("m-segments"), token: $("token"),
 };
 
 const state = {
@@ -18,9 +18,22 @@ function setStatus(text, isError = false) {
   ui.status.classList.toggle("error", isError);
 }
 
+// A server started with --api-key needs a key; a browser sends it as ?token= (it cannot set
+// headers on a WebSocket). It comes from the page's own ?token= or the field, and is kept.
+ui.token.value = new URLSearchParams(location.search).get("token")
+  || localStorage.getItem("whisper-streaming-token") || "";
+ui.token.addEventListener("change", () => {
+  localStorage.setItem("whisper-streaming-token", ui.token.value.trim());
+  state.retries = 0;
+  if (state.ws && state.ws.readyState <= WebSocket.OPEN) state.ws.close();
+  else connect();
+});
+
 function wsUrl() {
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-  return `${scheme}//${location.host}/ws/transcribe`;
+  const token = ui.token.value.trim();
+  const query = token ? `?token=${encodeURIComponent(token)}` : "";
+  return `${scheme}//${location.host}/ws/transcribe${query}`;
 }
 
 function connect() {
@@ -29,10 +42,16 @@ function connect() {
   state.ws = ws;
   ws.onopen = () => setStatus("Connected, waiting for the server…");
   ws.onmessage = (event) => handle(JSON.parse(event.data));
-  ws.onclose = () => {
+  ws.onclose = (event) => {
     state.ready = false;
     enableControls(false);
     if (state.recording) stopCapture();
+    if (event.code === 1008 && /API key/.test(event.reason)) {
+      // Refused for its key: wait for a new one instead of retrying the same.
+      setStatus(`${event.reason}. Enter the API key above.`, true);
+      ui.token.focus();
+      return;
+    }
     // Exponential backoff: 0.5 s, 1 s, 2 s, … up to 15 s.
     const delay = Math.min(15000, 500 * 2 ** state.retries++);
     setStatus(`Server unavailable; reconnecting in ${(delay / 1000).toFixed(1)} s…`, true);
