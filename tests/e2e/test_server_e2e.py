@@ -235,3 +235,39 @@ def test_stock_whisperlive_client_writes_a_correct_srt(
     record("stock_whisperlive_client", {"srt_text": text, "wall_s": time.monotonic() - started})
     assert wer([JFK], [text]) <= 0.2, text
     assert text.rstrip(" .").lower().endswith("for your country")
+
+
+def test_rest_api_with_the_openai_client_is_as_accurate_as_offline(
+    server: RunningServer, longform: list[Utterance], offline_texts: dict[Path, str]
+) -> None:
+    """The official openai client uploads two long-form files (70-110 s: three or four 30 s
+    windows each, decoded through the shared scheduler): WER within 1 point of faster-whisper's
+    own offline decoding of the same files; the SRT and verbose_json of one file parse back to
+    the same words, with word times inside the file."""
+    import openai
+
+    files = longform[:2]
+    texts = []
+    with openai.OpenAI(base_url=f"http://127.0.0.1:{server.port}/v1", api_key="-") as api:
+        for utt in files:
+            with utt.path.open("rb") as f:
+                texts.append(api.audio.transcriptions.create(model="tiny.en", file=f).text)
+        with files[0].path.open("rb") as f:
+            srt = api.audio.transcriptions.create(model="whisper-1", file=f, response_format="srt")
+        with files[0].path.open("rb") as f:
+            verbose = api.audio.transcriptions.create(
+                model="tiny.en",
+                file=f,
+                response_format="verbose_json",
+                timestamp_granularities=["word"],
+            )
+    refs = [u.reference for u in files]
+    rest_wer = wer(refs, texts)
+    offline_wer = wer(refs, [offline_texts[u.path] for u in files])
+    record("rest_openai_client", {"rest_wer": rest_wer, "offline_wer": offline_wer})
+    assert rest_wer <= offline_wer + 0.01, (rest_wer, offline_wer)
+    srt_text = " ".join(b[2] for b in parse_srt(srt))
+    assert wer([texts[0]], [srt_text]) < 0.02
+    assert wer([texts[0]], [" ".join(w.word for w in verbose.words)]) < 0.02
+    duration = files[0].duration_s
+    assert all(0 <= w.start <= w.end <= duration + 0.5 for w in verbose.words)

@@ -206,3 +206,34 @@ def test_upload_limits() -> None:
         with client(srv.port) as api:
             models = api.models.list()
         assert {m.id for m in models.data} >= {"tiny.en", "whisper-1"}
+
+
+def _preflight(port: int, origin: str) -> tuple[int, str | None]:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/v1/audio/transcriptions",
+        method="OPTIONS",
+        headers={
+            "Origin": origin,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization",
+        },
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout(5)) as resp:
+            return resp.status, resp.headers.get("Access-Control-Allow-Origin")
+    except urllib.error.HTTPError as err:
+        with err:
+            return err.code, err.headers.get("Access-Control-Allow-Origin")
+
+
+def test_cors_for_web_pages() -> None:
+    """Browser pages on localhost may call the REST API; other sites only when listed
+    (--cors-origins), the same rule as for WebSockets."""
+    with running_server() as srv:
+        assert _preflight(srv.port, "http://localhost:5173") == (200, "http://localhost:5173")
+        assert _preflight(srv.port, "http://127.0.0.1:8080")[0] == 200
+        assert _preflight(srv.port, "https://evil.example")[0] == 400
+        assert _preflight(srv.port, "http://localhost.evil.example")[0] == 400
+    with running_server(allowed_origins=("https://app.example",)) as srv:
+        assert _preflight(srv.port, "https://app.example") == (200, "https://app.example")
+        assert _preflight(srv.port, "https://evil.example")[0] == 400

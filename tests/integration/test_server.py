@@ -669,3 +669,32 @@ def test_sigterm_flushes_open_sessions_and_the_process_exits() -> None:
             proc.kill()
         _, stderr = proc.communicate()
     assert "Traceback" not in stderr, stderr[-2000:]
+
+
+def test_a_crash_in_a_send_task_ends_that_session_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A bug that kills one session's sender ends that session at once (an error message,
+    close 1011) instead of at the end of its stream; another session goes on untouched."""
+    from whisper_streaming.server.protocols import whisperlive
+
+    real = whisperlive.segments
+
+    def segments(uid: str, *args: Any, **kwargs: Any) -> str:
+        if uid == "crash":
+            raise RuntimeError("injected fault")
+        return real(uid, *args, **kwargs)
+
+    monkeypatch.setattr(whisperlive, "segments", segments)
+    with running_server() as srv:
+        crash, _ = open_session(srv.url, uid="crash")
+        fine, _ = open_session(srv.url, uid="fine")
+        send_audio(crash, tone_bytes(1.0))
+        started = time.monotonic()
+        messages = receive_all(crash, wait_s=10)
+        assert crash.close_code == 1011 and time.monotonic() - started < timeout(5)
+        assert any("internal server error" in m.get("message", "") for m in messages), messages
+        send_audio(fine, tone_bytes(2.0))
+        fine.send(b"END_OF_AUDIO")
+        assert final_text(receive_all(fine)) == expected_text(2.0)
+        assert srv.wait_for_clients(0) == 0

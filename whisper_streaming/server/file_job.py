@@ -4,7 +4,9 @@ Offline decoding, as faster-whisper does it, but one 30 s window per request so 
 upload takes turns with the live sessions instead of holding a worker for minutes: each window
 keeps its complete segments and the next one starts where the last of them ends (the window's
 last segment may be cut by its end, so it is decoded again with what follows); the last window
-keeps everything. The text decoded so far prompts the next window.
+keeps everything. Only the caller's prompt conditions the windows, as in offline decoding
+here (on the long-form files, prompting each window with the text before it cost 1.6 WER
+points: 7.98% against 6.38%, offline 7.18%, first two files).
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ __all__ = ["FileJob"]
 logger = logging.getLogger(__name__)
 
 WINDOW_S = 30.0
-PROMPT_CHARS = 200
 _ids = itertools.count(1)
 
 
@@ -88,12 +89,10 @@ class FileJob:
         if not self.has_work():
             return None
         end = min(len(self._audio), self._seek + self._window)
-        text = "".join(s.text for s in self.segments).strip()
-        prompt = (self._prompt + " " + text).strip()[-PROMPT_CHARS:].lstrip()
         return InferenceRequest(
             self._audio[self._seek : end],
             self._seek / SAMPLE_RATE,
-            prompt=prompt,
+            prompt=self._prompt,
             language=self._language,
             task=self._task,
             beam_size=self._beam_size,

@@ -11,6 +11,7 @@ import dataclasses
 import enum
 import logging
 import time
+from typing import Any
 
 from websockets.frames import CloseCode
 
@@ -23,11 +24,12 @@ from .context import ServerContext, SessionLogger
 from .protocols import whisperlive as wl
 from .session import SessionError, SessionState, StreamSession, UpdateEvent
 
-__all__ = ["EndReason", "serve_whisperlive"]
+__all__ = ["INTERNAL_ERROR", "EndReason", "serve_whisperlive", "supervise"]
 
 logger = logging.getLogger(__name__)
 
 WATCHDOG_INTERVAL_S = 0.1
+INTERNAL_ERROR = "internal server error; this session ended (the server log has the details)"
 
 
 class EndReason(enum.Enum):
@@ -40,6 +42,23 @@ class EndReason(enum.Enum):
     SHUTDOWN = "shutdown"
     PROTOCOL = "protocol"
     SLOW_READER = "slow_reader"
+    ERROR = "error"  # a task of the connection failed
+
+
+def supervise(task: asyncio.Task[None], life: _Lifecycle, log: logging.LoggerAdapter[Any]) -> None:
+    """End the session at once (``EndReason.ERROR``) if ``task`` dies of an exception."""
+
+    def done(t: asyncio.Task[None]) -> None:
+        if t.cancelled() or t.exception() is None:
+            return
+        exc = t.exception()
+        if isinstance(exc, ConnectionClosed):
+            life.end(EndReason.CLOSED)
+            return
+        log.error("connection task failed; ending the session", exc_info=exc)
+        life.end(EndReason.ERROR)
+
+    task.add_done_callback(done)
 
 
 class _Lifecycle:
@@ -212,6 +231,8 @@ class _WhisperLiveConnection:
             asyncio.create_task(watch(self.session, self.ctx, self.deadline, self.life)),
         ]
         sender = asyncio.create_task(self._send())
+        for task in (*tasks, sender):
+            supervise(task, self.life, self.log)
         try:
             await self.life.ended.wait()
             reason = self.life.reason
@@ -221,6 +242,11 @@ class _WhisperLiveConnection:
                     await self.ws.close(CloseCode.POLICY_VIOLATION, "too many malformed frames")
                 elif reason is EndReason.SLOW_READER:
                     await close_slow_reader(self.ws)
+                return
+            if reason is EndReason.ERROR:
+                self.ctx.metrics.errors.labels("internal").inc()
+                await _safe_send(self.ws, wl.error(self.config.uid, INTERNAL_ERROR))
+                await self.ws.close(CloseCode.INTERNAL_ERROR, "internal error")
                 return
             # Flush: the final decodes run and their segments are sent before we close.
             self.session.finish()

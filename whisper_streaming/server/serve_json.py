@@ -21,12 +21,14 @@ from .connection import Connection, ConnectionClosed
 from .context import ServerContext, SessionLogger
 from .protocols import json_v1 as jp
 from .serve_client import (
+    INTERNAL_ERROR,
     WATCHDOG_INTERVAL_S,
     EndReason,
     _Lifecycle,
     _safe_send,
     close_slow_reader,
     final_deadline,
+    supervise,
 )
 from .session import SessionError, SessionState, StreamSession, UpdateEvent
 
@@ -94,6 +96,8 @@ class _JsonConnection:
 
     async def run(self) -> None:
         tasks = [asyncio.create_task(self._receive()), asyncio.create_task(self._watch())]
+        for task in tasks:
+            supervise(task, self.life, self.log)
         try:
             await self.life.ended.wait()
             reason = self.life.reason
@@ -105,6 +109,11 @@ class _JsonConnection:
                 return
             if reason is EndReason.SLOW_READER:
                 await close_slow_reader(self.ws)
+                return
+            if reason is EndReason.ERROR:
+                self.ctx.metrics.errors.labels("internal").inc()
+                await _safe_send(self.ws, jp.error("internal", INTERNAL_ERROR))
+                await self.ws.close(CloseCode.INTERNAL_ERROR, "internal error")
                 return
             if not await self._stop_recording(wait=True, reason=reason):
                 await self.ws.close(CloseCode.INTERNAL_ERROR, "final transcript incomplete")
@@ -200,6 +209,7 @@ class _JsonConnection:
         )
         recording = _Recording(session, config)
         recording.sender = asyncio.create_task(self._send(recording))
+        supervise(recording.sender, self.life, self.log)
         self.recording = recording
 
     async def _on_audio(self, data: bytes) -> None:

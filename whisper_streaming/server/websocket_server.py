@@ -18,6 +18,8 @@ from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import (
     FileResponse,
@@ -62,6 +64,8 @@ logger = logging.getLogger(__name__)
 WHISPERLIVE_PATH = "/"
 JSON_PATH = "/ws/transcribe"
 STATIC_DIR = Path(__file__).resolve().parent / "static"
+# Pages on this machine (any port), always allowed to call the server from a browser.
+LOCAL_ORIGIN = r"https?://(localhost|127\.\d+\.\d+\.\d+|\[::1\])(:\d+)?"
 # examples/ of a source checkout; served at /examples/ when present.
 EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"
 
@@ -211,7 +215,18 @@ class WhisperStreamingServer:
     def app(self) -> Starlette:
         """The ASGI application: both WebSocket protocols, the OpenAI-compatible REST API,
         health, metrics, the demo page."""
+        # Cross-origin HTTP (the REST API from a web page): the same origins as WebSockets
+        # (origin_allowed), by Starlette's CORS middleware. Same-origin requests need no CORS.
+        cors = Middleware(
+            CORSMiddleware,
+            allow_origins=self.options.allowed_origins or (),
+            allow_origin_regex=LOCAL_ORIGIN,
+            allow_methods=("GET", "POST"),
+            allow_headers=("Authorization", "Content-Type"),
+            expose_headers=("X-Whisper-Streaming-Warning",),
+        )
         return Starlette(
+            middleware=[cors],
             routes=[
                 WebSocketRoute(WHISPERLIVE_PATH, self._websocket),
                 WebSocketRoute(JSON_PATH, self._websocket),
@@ -225,7 +240,7 @@ class WhisperStreamingServer:
                 Route("/v1/models", self._models),
                 Route("/v1/audio/transcriptions", self._transcriptions, methods=["POST"]),
                 Route("/v1/audio/translations", self._translations, methods=["POST"]),
-            ]
+            ],
         )
 
     async def _watch_loop_lag(self, interval_s: float = 0.25) -> None:
