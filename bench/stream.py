@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 from websockets.asyncio.client import connect
 
+from whisper_streaming.server.protocols.whisperlive import TranscriptAccumulator
+
 SAMPLE_RATE = 16_000
 CHUNK_S = 0.1
 
@@ -48,6 +50,8 @@ async def stream_whisperlive(
 ) -> StreamRecord:
     """Stream ``samples`` (16 kHz float32) paced in real time; record every word's arrival."""
     record = StreamRecord()
+    transcript = TranscriptAccumulator()
+    record.segments = transcript.segments
     uid = str(uuid.uuid4())
     ready = asyncio.Event()
 
@@ -58,17 +62,11 @@ async def stream_whisperlive(
             record.error = f"{message['status']}: {message.get('message')}"
             ready.set()
         elif "segments" in message:
-            partial: list[str] = []
-            for seg in message["segments"]:
-                item = {"start": float(seg["start"]), "end": float(seg["end"]), "text": seg["text"]}
-                if not seg.get("completed"):
-                    partial = seg["text"].split()
-                elif not record.segments or item["start"] >= record.segments[-1]["end"] - 1e-6:
-                    if not record.segments or item != record.segments[-1]:
-                        record.segments.append(item)
-                        words = seg["text"].split()
-                        record.committed_words += words
-                        record.committed_at += [now] * len(words)
+            for item in transcript.add(message["segments"]):
+                words = item["text"].split()
+                record.committed_words += words
+                record.committed_at += [now] * len(words)
+            partial = transcript.partial["text"].split() if transcript.partial else []
             record.snapshots.append(Snapshot(now, len(record.committed_words), partial))
 
     async with connect(url, max_size=2**22, compression=None, open_timeout=30) as ws:

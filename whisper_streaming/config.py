@@ -68,6 +68,8 @@ class ProcessorOptions:
         max_buffer_s: hard cap on the audio sent in one request while the model keeps up; when
             agreement stalls, text is committed up to the last complete segment and the buffer cut.
         prompt_chars: characters of committed text (before the buffer) passed as the prompt.
+        initial_prompt: text that comes before the stream (names, terms, style); the prompt is
+            this followed by the committed text, cut to its last ``prompt_chars``.
         max_overlap_words: longest n-gram compared when removing words already committed.
         agreement_n: words are committed once this many consecutive hypotheses agree on them
             (LocalAgreement-n; 2 in the paper).
@@ -107,6 +109,7 @@ class ProcessorOptions:
     buffer_trimming_s: float = 15.0
     max_buffer_s: float = 30.0
     prompt_chars: int = 200
+    initial_prompt: str = ""
     max_overlap_words: int = 5
     agreement_n: int = 2
     commit_policy: str = "segments"
@@ -209,7 +212,6 @@ class ServerOptions:
             as the session advances (within ``max_connection_time_s``), and gives up only when
             no decode was taken or delivered for this long; the client is then told what was not
             transcribed (an error, close code 1011).
-        send_last_n_segments: completed segments repeated in each WhisperLive message.
         allowed_origins: browser origins (``"https://app.example.com"``) allowed to open
             WebSockets besides pages on localhost and the server's own pages reached by IP
             address (a page reached by host name must be listed: otherwise a DNS rebinding
@@ -238,7 +240,6 @@ class ServerOptions:
     shutdown_timeout_s: float = 15.0
     final_stall_s: float = 60.0
     max_backlog_s: float = 120.0
-    send_last_n_segments: int = 10
     allowed_origins: tuple[str, ...] | None = None
     save_audio_dir: str | None = None
     max_upload_bytes: int = 100 * 2**20
@@ -270,8 +271,4 @@ class ServerOptions:
         _require(
             self.max_message_bytes >= 4096,
             f"max_message_bytes must be >= 4096, got {self.max_message_bytes}",
-        )
-        _require(
-            self.send_last_n_segments >= 0,
-            f"send_last_n_segments must be >= 0, got {self.send_last_n_segments}",
         )

@@ -19,6 +19,7 @@ from whisper_streaming import ProcessorOptions, ScriptedBackend
 from whisper_streaming.backends import timeline_from_text
 from whisper_streaming.backends.base import ASRBackend
 from whisper_streaming.config import ServerOptions
+from whisper_streaming.server.protocols.whisperlive import TranscriptAccumulator
 from whisper_streaming.server.websocket_server import WhisperStreamingServer
 
 TEXT = "the quick brown fox jumps over the lazy dog. " * 6
@@ -163,15 +164,10 @@ def receive_all(ws: ClientConnection, wait_s: float = 30.0) -> list[dict[str, An
 
 def final_text(messages: list[dict[str, Any]]) -> str:
     """The transcript of the last segments message, as a WhisperLive client would keep it."""
-    completed: list[dict[str, Any]] = []
+    transcript = TranscriptAccumulator()
     for m in messages:
-        for seg in m.get("segments", []):
-            if seg["completed"] and (
-                not completed or float(seg["start"]) >= float(completed[-1]["end"])
-            ):
-                if not completed or seg != completed[-1]:
-                    completed.append(seg)
-    return " ".join(s["text"].strip() for s in completed)
+        transcript.add(m.get("segments", []))
+    return transcript.text
 
 
 def stream_tone(url: str, uid: str, seconds: float = 2.0) -> str:

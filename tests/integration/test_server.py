@@ -698,3 +698,27 @@ def test_a_crash_in_a_send_task_ends_that_session_at_once(
         fine.send(b"END_OF_AUDIO")
         assert final_text(receive_all(fine)) == expected_text(2.0)
         assert srv.wait_for_clients(0) == 0
+
+
+def test_initial_prompt_is_used_and_unsupported_options_are_named() -> None:
+    """WhisperLive's initial_prompt conditions the decodes (before any text is committed);
+    options this server lacks, turned on by the client, get a WARNING naming them."""
+    backend = timeline_backend()
+    with running_server(backend) as srv:
+        ws, first = open_session(
+            srv.url,
+            uid="prompted",
+            initial_prompt="Quick brown foxes.",
+            hotwords="fox",
+            enable_diarization=True,
+            enable_translation=False,  # off: no warning for it
+        )
+        assert first["status"] == "WARNING", first
+        assert "hotwords, enable_diarization" in first["message"]
+        assert "enable_translation" not in first["message"]
+        assert json.loads(ws.recv(timeout(10)))["message"] == "SERVER_READY"
+        send_audio(ws, tone_bytes(1.0))
+        ws.send(b"END_OF_AUDIO")
+        assert final_text(receive_all(ws)) == expected_text(1.0)
+    session = [r for r in backend.requests if r.request_id > 0]  # not the warm-up decode
+    assert session and session[0].prompt == "Quick brown foxes.", session[0].prompt

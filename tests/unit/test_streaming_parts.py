@@ -236,3 +236,16 @@ def test_planner_bound_trims_committed_audio_and_caps_the_buffer() -> None:
     # the caller commits the hypothesis up to there.
     assert cap(capped=True) == 8.9
     assert p.buffer.start_s == pytest.approx(8.9)
+
+
+def test_transcript_prompt_starts_with_the_initial_prompt() -> None:
+    from whisper_streaming.streaming.transcript import Transcript
+
+    text = Transcript(prompt_chars=30, max_overlap_words=5, initial_prompt=" Names: Ada. ")
+    assert text.prompt(0.0) == "Names: Ada."
+    text.commit(words(("hello", 0.0, 0.5), ("there", 0.5, 1.0)))
+    assert text.prompt(1.0) == "Names: Ada. hello there"
+    text.commit(words(*((f"w{i}", 1.0 + i, 1.5 + i) for i in range(10))))
+    # Committed text as long as the prompt pushes the initial prompt out.
+    committed = "hello there " + " ".join(f"w{i}" for i in range(10))
+    assert text.prompt(20.0) == committed[-30:].lstrip()

@@ -20,6 +20,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from ..audio import SAMPLE_RATE, Float32Array, decode_file, pcm16_to_float32
 from ..exceptions import WhisperStreamingError
+from ..server.protocols.whisperlive import TranscriptAccumulator
 from .outputs import write_transcript
 
 __all__ = ["ClientError", "ServerBusyError", "TranscriptionClient"]
@@ -99,7 +100,8 @@ class TranscriptionClient:
         self.show = show
         self.final_timeout_s = final_timeout_s
         self.uid = str(uuid.uuid4())
-        self.segments: list[dict[str, Any]] = []
+        self._transcript = TranscriptAccumulator()
+        self.segments: list[dict[str, Any]] = self._transcript.segments
         self.partial: dict[str, Any] | None = None
         self.language_detected: str | None = None
         self.warnings: list[str] = []
@@ -263,20 +265,11 @@ class TranscriptionClient:
             self._segments(message["segments"])
 
     def _segments(self, segments: list[dict[str, Any]]) -> None:
-        partial = None
-        for seg in segments:
-            item = {"start": float(seg["start"]), "end": float(seg["end"]), "text": seg["text"]}
-            if "words" in seg:
-                item["words"] = seg["words"]
-            if not seg.get("completed"):
-                partial = item
-            elif not self.segments or item["start"] >= self.segments[-1]["end"] - 1e-6:
-                if not self.segments or item != self.segments[-1]:
-                    self.segments.append(item)
-                    self._print_line(item["text"].strip())
-        self.partial = partial
-        if partial is not None:
-            self._print_partial(partial["text"].strip())
+        for item in self._transcript.add(segments):
+            self._print_line(item["text"].strip())
+        self.partial = self._transcript.partial
+        if self.partial is not None:
+            self._print_partial(self.partial["text"].strip())
         if self.callback is not None:
             texts = [s["text"].strip() for s in segments]
             self.callback(" ".join(texts), segments)

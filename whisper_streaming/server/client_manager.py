@@ -67,10 +67,6 @@ class ClientManager:
         """The client's session ended (normally or not). Idempotent."""
         self._started.pop(client_id, None)
 
-    def is_served(self, client_id: str) -> bool:
-        """Whether the client holds a slot."""
-        return client_id in self._started
-
     def estimated_wait_minutes(self) -> float:
         """Minutes until the earliest session reaches its time limit (0 if there is room)."""
         if len(self._started) < self.max_clients or not self._started:

@@ -20,7 +20,7 @@ from typing import Protocol
 from ..backends.base import ASRBackend, InferenceRequest, Transcription
 from ..exceptions import BackendError
 
-__all__ = ["InferenceJob", "Scheduler", "SchedulerStats", "Timing"]
+__all__ = ["InferenceJob", "Scheduler", "Timing"]
 
 logger = logging.getLogger(__name__)
 
@@ -55,16 +55,6 @@ class InferenceJob(Protocol):
         ...
 
 
-@dataclass(slots=True)
-class SchedulerStats:
-    """Counters for /metrics and logs."""
-
-    requests: int = 0
-    batches: int = 0
-    failures: int = 0
-    inference_s: float = 0.0
-
-
 class Scheduler:
     """Runs sessions' requests on a shared backend.
 
@@ -80,7 +70,6 @@ class Scheduler:
         self.backend = backend
         self.workers = workers or max(1, int(getattr(backend, "max_concurrency", 1)))
         self.max_batch_size = max(1, max_batch_size)
-        self.stats = SchedulerStats()
         self._ready: OrderedDict[str, tuple[InferenceJob, float]] = OrderedDict()
         self._busy: set[str] = set()
         self._wakeup: asyncio.Condition | None = None
@@ -190,16 +179,11 @@ class Scheduler:
         requests = [request for _, request, _ in batch]
         results = await loop.run_in_executor(self._executor, self._run, requests)
         elapsed = time.monotonic() - started
-        self.stats.batches += 1
-        self.stats.requests += len(batch)
-        self.stats.inference_s += elapsed
         if len(results) != len(batch):  # a backend's transcribe_batch broke its contract
             error = BackendError(f"backend returned {len(results)} results for {len(batch)}")
             results = [error] * len(batch)
         for (job, request, queued_s), result in zip(batch, results, strict=True):
             self._busy.discard(job.job_id)
-            if isinstance(result, BaseException):
-                self.stats.failures += 1
             try:
                 job.deliver(request, result, Timing(queued_s, elapsed, len(batch)))
                 self.notify(job)

@@ -199,8 +199,15 @@ def _session_options(
         if task == "translate":
             warnings.append(f"{ctx.model_name!r} cannot translate; transcribing instead")
         language, task = "en", "transcribe"
+    if config.unsupported:
+        names = ", ".join(config.unsupported)
+        warnings.append(f"not supported by this server, ignored: {names}")
     options = dataclasses.replace(
-        ctx.processor_options, language=language, task=task, use_vad=config.use_vad
+        ctx.processor_options,
+        language=language,
+        task=task,
+        use_vad=config.use_vad,
+        initial_prompt=config.initial_prompt or ctx.processor_options.initial_prompt,
     )
     return options, warnings
 

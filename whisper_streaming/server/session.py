@@ -137,7 +137,6 @@ class StreamSession:
         self._scheduler = scheduler
         self.events = EventQueue()
         self.last_audio_at = time.monotonic()
-        self.audio_received_s = 0.0
         self._flushed = True
         # (stream sample index, monotonic arrival time) of recent chunks, for latency figures.
         self._arrivals: deque[tuple[int, float]] = deque(maxlen=512)
@@ -147,7 +146,6 @@ class StreamSession:
         self._progress = asyncio.Event()  # set at each delivery
         self.held_back = False  # the connection stopped reading until the backlog drains
         self._worker = ThreadPoolExecutor(1, thread_name_prefix=f"session-{session_id[:16]}")
-        self.done = asyncio.Event()
         self._failures = 0  # decodes failed in a row
         self._retry_at = 0.0  # monotonic time before which no decode is asked for
 
@@ -179,7 +177,6 @@ class StreamSession:
         self._samples += samples.shape[0]
         self._arrivals.append((self._samples, now))
         self.last_audio_at = now
-        self.audio_received_s += samples.shape[0] / SAMPLE_RATE
         if self._metrics is not None:
             self._metrics.audio_seconds.inc(samples.shape[0] / SAMPLE_RATE)
         self._flushed = False
@@ -288,7 +285,6 @@ class StreamSession:
         self._progress.set()
         self._worker.shutdown(wait=False)
         self._scheduler.remove(self)
-        self.done.set()
 
     def _record(self, samples: Float32Array) -> None:
         assert self._recorder is not None
@@ -391,5 +387,3 @@ class StreamSession:
 
     def _emit(self, event: SessionEvent) -> None:
         self.events.put_nowait(event)
-        if isinstance(event, UpdateEvent) and event.update.final:
-            self.done.set()

@@ -91,6 +91,7 @@ class ASRProcessor:
         self._text = Transcript(
             prompt_chars=self.options.prompt_chars,
             max_overlap_words=self.options.max_overlap_words,
+            initial_prompt=self.options.initial_prompt,
         )
         self._inflight: InferenceRequest | None = None
         self._segment_done = False  # the last decode completed a segment past committed text

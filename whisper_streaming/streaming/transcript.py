@@ -18,8 +18,11 @@ _TAIL_WORDS = 64
 class Transcript:
     """Committed words (the last ``64`` kept) and the language, reported once."""
 
-    def __init__(self, *, prompt_chars: int, max_overlap_words: int) -> None:
+    def __init__(
+        self, *, prompt_chars: int, max_overlap_words: int, initial_prompt: str = ""
+    ) -> None:
         self._prompt_chars = prompt_chars
+        self._initial_prompt = initial_prompt.strip()
         self._max_overlap_words = max_overlap_words
         self._tail: deque[Word] = deque(maxlen=_TAIL_WORDS)
         self.end_s = 0.0
@@ -41,11 +44,14 @@ class Transcript:
         )
 
     def prompt(self, before_s: float) -> str:
-        """The last ``prompt_chars`` of the text committed before a stream time."""
+        """The last ``prompt_chars`` of the initial prompt and the text committed before a
+        stream time."""
         if not self._prompt_chars:
             return ""
         text = words_text([w for w in self._tail if w.end <= before_s + EPS_S])
-        return text[-self._prompt_chars :].lstrip()
+        if self._initial_prompt and len(text) < self._prompt_chars:
+            text = self._initial_prompt + " " + text.lstrip()
+        return text.strip()[-self._prompt_chars :].lstrip()
 
     def note_language(self, result: Transcription) -> None:
         """Keep the first language a decode reports."""

@@ -28,11 +28,22 @@ __all__ = [
     "parse_config",
     "segments",
     "server_ready",
+    "TranscriptAccumulator",
     "wait",
     "warning",
 ]
 
 END_OF_AUDIO = b"END_OF_AUDIO"
+# Options of WhisperLive's client this server does not implement; a client that turns one on
+# gets a WARNING naming it (its other tunables, no_speech_thresh and same_output_threshold,
+# belong to WhisperLive's own streaming and are not used here).
+UNSUPPORTED = (
+    "enable_translation",
+    "hotwords",
+    "enable_diarization",
+    "vad_parameters",
+    "clip_audio",
+)
 AUDIO_FORMATS = ("float32", "int16")
 
 
@@ -49,6 +60,7 @@ class ClientConfig:
     word_timestamps: bool = False
     initial_prompt: str | None = None
     audio_format: str = "float32"
+    unsupported: tuple[str, ...] = ()  # options the client turned on that this server lacks
 
 
 def parse_config(raw: str | bytes) -> ClientConfig:
@@ -81,6 +93,8 @@ def parse_config(raw: str | bytes) -> ClientConfig:
             f"'audio_format' must be one of {AUDIO_FORMATS}, got {shown(audio_format)}"
         )
     prompt = data.get("initial_prompt")
+    if prompt is not None and not isinstance(prompt, str):
+        raise ProtocolError(f"'initial_prompt' must be a string or null, got {shown(prompt)}")
     return ClientConfig(
         uid=uid,
         language=language or None,
@@ -89,8 +103,9 @@ def parse_config(raw: str | bytes) -> ClientConfig:
         use_vad=bool(data.get("use_vad", True)),
         send_last_n_segments=n,
         word_timestamps=bool(data.get("word_timestamps", False)),
-        initial_prompt=prompt if isinstance(prompt, str) and prompt else None,
+        initial_prompt=prompt or None,
         audio_format=audio_format,
+        unsupported=tuple(name for name in UNSUPPORTED if data.get(name)),
     )
 
 
@@ -163,3 +178,43 @@ def _segment(seg: TranscriptSegment, with_words: bool) -> dict[str, Any]:
 def segments(uid: str, segs: Sequence[TranscriptSegment], *, with_words: bool = False) -> str:
     """Recent completed segments, then the current incomplete one."""
     return _dump({"uid": uid, "segments": [_segment(s, with_words) for s in segs]})
+
+
+class TranscriptAccumulator:
+    """What a WhisperLive client keeps of the ``segments`` messages it receives: completed
+    segments that start where the last kept one ends (each message repeats recent ones), and the
+    latest incomplete segment as the partial text. The Python client, the benchmark and the
+    tests all read the server through this.
+
+    Segments are dicts with float ``start`` and ``end``, ``text``, and ``words`` when sent.
+    """
+
+    def __init__(self) -> None:
+        self.segments: list[dict[str, Any]] = []
+        self.partial: dict[str, Any] | None = None
+
+    def add(self, segments: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Take one message's segments; returns the newly completed ones."""
+        new: list[dict[str, Any]] = []
+        partial = None
+        for seg in segments:
+            item: dict[str, Any] = {
+                "start": float(seg["start"]),
+                "end": float(seg["end"]),
+                "text": str(seg["text"]),
+            }
+            if "words" in seg:
+                item["words"] = seg["words"]
+            if not seg.get("completed"):
+                partial = item
+            elif not self.segments or item["start"] >= self.segments[-1]["end"] - 1e-6:
+                if not self.segments or item != self.segments[-1]:
+                    self.segments.append(item)
+                    new.append(item)
+        self.partial = partial
+        return new
+
+    @property
+    def text(self) -> str:
+        """The completed transcript."""
+        return " ".join(s["text"].strip() for s in self.segments)
