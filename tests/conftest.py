@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -40,3 +43,14 @@ def tone(seconds: float, amplitude: float = 0.3, freq_hz: float = 220.0) -> np.n
 def silence(seconds: float) -> np.ndarray:
     """Digital silence, float32 at 16 kHz."""
     return np.zeros(int(seconds * SAMPLE_RATE), np.float32)
+
+
+def run_python(script: str, cwd: Path, timeout_s: float) -> subprocess.CompletedProcess[str]:
+    """Run a Python script (dedented) in a fresh interpreter of this environment."""
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout(timeout_s),
+    )

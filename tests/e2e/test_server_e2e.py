@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, timeout
+from tests.conftest import REPO, run_python, timeout
 from tests.e2e.conftest import JFK, WER_MARGIN, Utterance, balanced_groups, record, wer
 from tests.integration.conftest import RunningServer, running_server
 from whisper_streaming import ProcessorOptions, load_backend
@@ -221,13 +221,7 @@ def test_stock_whisperlive_client_writes_a_correct_srt(
         """
     )
     started = time.monotonic()
-    proc = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=timeout(180),
-    )
+    proc = run_python(script, tmp_path, 180)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Server Running with backend faster_whisper" in proc.stdout
     blocks = parse_srt((tmp_path / "out.srt").read_text())

@@ -12,7 +12,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 from websockets.sync.client import connect
 
-from tests.conftest import timeout
+from tests.conftest import run_python, timeout
 from tests.integration.conftest import (
     expected_text,
     final_text,
@@ -166,9 +166,6 @@ def test_stock_whisperlive_client_can_send_a_key_through_its_port(tmp_path: Path
     """The unmodified whisper_live 0.10 client cannot set headers, but it builds its URL as
     ``ws://{host}:{port}``, so ``port="PORT/?token=KEY"`` sends the key (README: API keys)."""
     import os
-    import subprocess
-    import sys
-    import textwrap
 
     try:
         import pyaudio  # noqa: F401
@@ -180,8 +177,7 @@ def test_stock_whisperlive_client_can_send_a_key_through_its_port(tmp_path: Path
     audio = tmp_path / "tone.wav"
     audio.write_bytes(wav_bytes(3.0))
     with running_server(api_keys=KEYS) as srv:
-        script = textwrap.dedent(
-            f"""
+        script = f"""
             from whisper_live.client import TranscriptionClient
             client = TranscriptionClient(
                 "127.0.0.1", "{srv.port}/?token=key-two", lang="en", use_vad=False,
@@ -189,14 +185,7 @@ def test_stock_whisperlive_client_can_send_a_key_through_its_port(tmp_path: Path
             )
             client({str(audio)!r})
             """
-        )
-        proc = subprocess.run(
-            [sys.executable, "-c", script],
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=timeout(120),
-        )
+        proc = run_python(script, tmp_path, 120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Server Ready!" in proc.stdout
     assert expected_text(3.0) in proc.stdout  # its live display

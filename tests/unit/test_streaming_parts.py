@@ -203,24 +203,10 @@ def test_planner_bound_trims_committed_audio_and_caps_the_buffer() -> None:
     p = planner()
     feed(p, 9.0, 0.0)
     hypothesis = words(("a", 6.0, 6.5), ("b", 6.5, 8.9))
-    # Trim: past 5 s of buffer, cut at the complete segment inside committed text (4 s).
-    cut = p.bound(
-        (4.0, 8.9),
-        hypothesis,
-        committed_end_s=4.2,
-        decoded_end_s=9.0,
-        heard=True,
-        capped=True,
-        trim_s=5.0,
-        max_s=10.0,
-        margin_s=1.0,
-    )
-    assert cut is None and p.buffer.start_s == pytest.approx(4.0)
-    feed(p, 6.0, 9.0)  # 11 s buffered, over the 10 s cap
 
-    def cap(capped: bool) -> float | None:
+    def bound(segment_ends: tuple[float, ...], capped: bool = True) -> float | None:
         return p.bound(
-            (),
+            segment_ends,
             hypothesis,
             committed_end_s=4.2,
             decoded_end_s=9.0,
@@ -231,10 +217,13 @@ def test_planner_bound_trims_committed_audio_and_caps_the_buffer() -> None:
             margin_s=1.0,
         )
 
-    assert cap(capped=False) is None  # catching up: piled-up audio is decoded in windows
+    # Trim: past 5 s of buffer, cut at the complete segment inside committed text (4 s).
+    assert bound((4.0, 8.9)) is None and p.buffer.start_s == pytest.approx(4.0)
+    feed(p, 6.0, 9.0)  # 11 s buffered, over the 10 s cap
+    assert bound((), capped=False) is None  # catching up: piled-up audio is decoded in windows
     # Capped: cut at the last word the decode heard (never in undecoded audio past 9 s), and
     # the caller commits the hypothesis up to there.
-    assert cap(capped=True) == 8.9
+    assert bound(()) == 8.9
     assert p.buffer.start_s == pytest.approx(8.9)
 
 
