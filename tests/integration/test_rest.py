@@ -237,3 +237,23 @@ def test_cors_for_web_pages() -> None:
     with running_server(allowed_origins=("https://app.example",)) as srv:
         assert _preflight(srv.port, "https://app.example") == (200, "https://app.example")
         assert _preflight(srv.port, "https://evil.example")[0] == 400
+
+
+def test_openapi_document_matches_what_the_api_accepts() -> None:
+    """GET /openapi.json describes the endpoints, and every form field the transcription
+    endpoint accepts (and only those) is in its request schema."""
+    from whisper_streaming.server import rest
+
+    with running_server() as srv:
+        url = f"http://127.0.0.1:{srv.port}/openapi.json"
+        with urllib.request.urlopen(url, timeout=timeout(5)) as resp:
+            spec = json.loads(resp.read())
+    assert spec["openapi"].startswith("3.")
+    assert {"/v1/audio/transcriptions", "/v1/audio/translations", "/v1/models"} <= set(
+        spec["paths"]
+    )
+    post = spec["paths"]["/v1/audio/transcriptions"]["post"]
+    form = post["requestBody"]["content"]["multipart/form-data"]["schema"]
+    accepted = rest._FIELDS - {"timestamp_granularities"}  # the [] spelling is documented
+    assert set(form["properties"]) == accepted
+    assert form["properties"]["response_format"]["enum"] == list(rest.FORMATS)

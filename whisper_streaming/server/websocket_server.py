@@ -46,6 +46,7 @@ from .client_manager import ClientManager
 from .connection import ABORT_EXTENSION, Connection
 from .context import ServerContext
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from .openapi import openapi
 from .scheduler import Scheduler
 from .serve_client import serve_whisperlive
 from .serve_json import serve_json
@@ -237,6 +238,7 @@ class WhisperStreamingServer:
                 Route("/metrics", self._metrics),
                 Mount("/static", app=self._static),
                 Route("/examples/simple-client.html", _simple_client),
+                Route("/openapi.json", self._openapi),
                 Route("/v1/models", self._models),
                 Route("/v1/audio/transcriptions", self._transcriptions, methods=["POST"]),
                 Route("/v1/audio/translations", self._translations, methods=["POST"]),
@@ -384,6 +386,12 @@ class WhisperStreamingServer:
         if verdict is Verdict.MISSING:
             response.headers["WWW-Authenticate"] = "Bearer"
         return response
+
+    async def _openapi(self, request: Request) -> Response:
+        from .. import __version__
+
+        assert self.context is not None
+        return JSONResponse(openapi(self.context.model_name, __version__))
 
     async def _models(self, request: Request) -> Response:
         assert self.context is not None
