@@ -183,6 +183,8 @@ def test_stock_whisperlive_client_can_send_a_key_through_its_port(tmp_path: Path
                 "127.0.0.1", "{srv.port}/?token=key-two", lang="en", use_vad=False,
                 mute_audio_playback=True,
             )
+            # It busy-waits 15 s after the last message before it disconnects; 1 s will do.
+            client.client.disconnect_if_no_response_for = 1
             client({str(audio)!r})
             """
         proc = run_python(script, tmp_path, 120)

@@ -23,6 +23,7 @@ from tests.integration.conftest import (
     receive_all,
     running_server,
     send_audio,
+    timeline_backend,
     tone_bytes,
     ws_connect,
 )
@@ -86,6 +87,21 @@ def test_recording_messages_and_a_second_recording() -> None:
         ws.close()
 
 
+def test_a_recording_prompt_conditions_its_decodes() -> None:
+    """config.prompt is the text before the recording: the model is prompted with it."""
+    backend = timeline_backend()
+    with running_server(backend) as srv:
+        ws, _ = json_session(srv.url)
+        config = {"encoding": "pcm_s16le", "prompt": "Dr. Quickly's foxes."}
+        ws.send(json.dumps({"type": "start_recording", "config": config}))
+        send_chunks(ws, pcm16(tone(1.0)))
+        ws.send(json.dumps({"type": "stop_recording"}))
+        until(ws, "stopped")
+        ws.close()
+    prompts = [r.prompt for r in backend.requests if r.request_id > 0]  # not the warm-up
+    assert prompts and prompts[0] == "Dr. Quickly's foxes."
+
+
 def test_audio_right_after_stop_recording_is_not_an_error() -> None:
     """A worklet's last buffers, sent just after stop_recording, are ignored: no error, no
     strike toward the bad-frame budget; audio long after the stop is still an error."""
@@ -139,6 +155,7 @@ def test_other_sample_rates_are_resampled(rate: int) -> None:
             "unsupported_rate",
         ),
         (json.dumps({"type": "start_recording", "config": {"encoding": "mp3"}}), "bad_config"),
+        (json.dumps({"type": "start_recording", "config": {"prompt": 7}}), "bad_config"),
         # Hostile input: each used to end the handler with a traceback and leave the client
         # without an answer.
         ('{"type": "start_recording", "config": ' + "[" * 5000 + "]" * 5000 + "}", "bad_message"),

@@ -197,6 +197,7 @@ class _JsonConnection:
             self.ctx.processor_options,
             language=config.language if self.ctx.multilingual else "en",
             task=config.task if self.ctx.multilingual else "transcribe",
+            initial_prompt=config.prompt or self.ctx.processor_options.initial_prompt,
         )
         self._recordings += 1
         session_id = f"{self.session_id}.{self._recordings}"

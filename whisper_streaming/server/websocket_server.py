@@ -67,8 +67,6 @@ JSON_PATH = "/ws/transcribe"
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 # Pages on this machine (any port), always allowed to call the server from a browser.
 LOCAL_ORIGIN = r"https?://(localhost|127\.\d+\.\d+\.\d+|\[::1\])(:\d+)?"
-# examples/ of a source checkout; served at /examples/ when present.
-EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"
 
 
 class WhisperStreamingServer:
@@ -473,10 +471,9 @@ async def _no_websocket_here(websocket: WebSocket) -> None:
 
 
 async def _simple_client(request: Request) -> Response:
-    page = EXAMPLES_DIR / "simple-client.html"
-    if not page.is_file():
-        return PlainTextResponse("not found\n", HTTPStatus.NOT_FOUND)
-    return FileResponse(page, media_type="text/html; charset=utf-8")
+    # Package data (examples/simple-client.html in a checkout is a link to it), so an installed
+    # server serves it too.
+    return FileResponse(STATIC_DIR / "simple-client.html", media_type="text/html; charset=utf-8")
 
 
 def _listen(host: str, port: int) -> list[socket.socket]:

@@ -38,6 +38,7 @@ __all__ = [
     "wait",
 ]
 
+MAX_PROMPT_CHARS = 1000
 ENCODINGS = ("pcm_s16le", "float32le")
 MIN_SAMPLE_RATE = 8000
 MAX_SAMPLE_RATE = 48000
@@ -52,6 +53,7 @@ class RecordingConfig:
     language: str | None = None
     task: str = "transcribe"
     word_timestamps: bool = True
+    prompt: str = ""  # text that comes before the recording (names, terms)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,8 +102,13 @@ def _config(data: Any) -> RecordingConfig:
     task = data.get("task", "transcribe")
     if task not in TASKS:
         raise ProtocolError(f"'task' must be one of {TASKS}, got {shown(task)}", code="bad_config")
+    prompt = data.get("prompt", "")
+    if not isinstance(prompt, str) or len(prompt) > MAX_PROMPT_CHARS:
+        raise ProtocolError(
+            f"'prompt' must be a string of at most {MAX_PROMPT_CHARS} characters", code="bad_config"
+        )
     return RecordingConfig(
-        rate, encoding, lang or None, task, bool(data.get("word_timestamps", True))
+        rate, encoding, lang or None, task, bool(data.get("word_timestamps", True)), prompt
     )
 
 
