@@ -8,9 +8,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
+from . import __version__
 from .config import COMMIT_POLICIES, ProcessorOptions
 from .exceptions import WhisperStreamingError
 
@@ -193,11 +195,58 @@ def _setup_logging(level: str) -> None:
     logging.getLogger("faster_whisper").setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
+ENV_PREFIX = "WHISPER_STREAMING_"
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def _environment_defaults(parser: argparse.ArgumentParser) -> None:
+    """Let every long flag take its default from ``WHISPER_STREAMING_<FLAG>`` (``--max-clients``:
+    ``WHISPER_STREAMING_MAX_CLIENTS``), so a container needs no command-line edits; a flag given
+    on the command line still wins (a repeatable flag adds to the variable's list). Switches
+    take 1/true/yes/on or 0/false/no/off; repeatable flags take a comma-separated list. A bad
+    value stops the CLI naming the variable."""
+    for action in parser._actions:  # argparse has no public list of its actions
+        longs = [o for o in action.option_strings if o.startswith("--")]
+        if not longs or action.dest in ("help", "version"):
+            continue
+        name = ENV_PREFIX + longs[0][2:].upper().replace("-", "_")
+        raw = os.environ.get(name)
+        if raw is None:
+            continue
+        try:
+            value = _env_value(action, raw)
+        except (TypeError, ValueError) as exc:
+            parser.error(f"environment variable {name}={raw!r}: {exc}")
+        parser.set_defaults(**{action.dest: value})  # every flag of that dest (--use/--no-vad)
+
+
+def _env_value(action: argparse.Action, raw: str) -> object:
+    if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
+        word = raw.strip().lower()
+        if word not in _TRUE + _FALSE:
+            raise ValueError("use 1/true/yes/on or 0/false/no/off")
+        on = word in _TRUE
+        return on if isinstance(action, argparse._StoreTrueAction) else not on
+    if isinstance(action, argparse._AppendAction):
+        return [v.strip() for v in raw.split(",") if v.strip()]
+    value = action.type(raw) if callable(action.type) else raw
+    if action.choices is not None and value not in action.choices:
+        raise ValueError(f"must be one of {', '.join(map(str, action.choices))}")
+    return value
+
+
 def serve_main(argv: Sequence[str] | None = None) -> int:
     """Run the WebSocket server until SIGINT / SIGTERM."""
     parser = argparse.ArgumentParser(
-        prog="whisper-streaming serve", description="Real-time transcription server over WebSocket."
+        prog="whisper-streaming serve",
+        description="Real-time transcription server over WebSocket, with an OpenAI-compatible "
+        "REST API on the same port.",
+        epilog="Every flag can also come from an environment variable: --max-clients 8 is "
+        f"{ENV_PREFIX}MAX_CLIENTS=8, --no-vad is {ENV_PREFIX}NO_VAD=1, repeated --api-key is "
+        f"{ENV_PREFIX}API_KEY=key1,key2. A flag on the command line wins.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument(
         "--host", default="localhost", help="interface to listen on (default localhost)"
     )
@@ -265,6 +314,7 @@ def serve_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--ssl-certfile", metavar="PEM", help="serve TLS: certificate chain")
     parser.add_argument("--ssl-keyfile", metavar="PEM", help="serve TLS: private key")
     _add_model_args(parser)
+    _environment_defaults(parser)
     args = parser.parse_args(argv)
     if args.batch_size < 1:
         parser.error(f"--batch-size must be >= 1, got {args.batch_size}")
@@ -399,6 +449,9 @@ _COMMANDS = {"serve": serve_main, "client": client_main, "simulate": simulate_ma
 def main(argv: Sequence[str] | None = None) -> int:
     """``whisper-streaming COMMAND ...``: dispatch to a front end."""
     args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] in ("--version", "-V"):
+        print(f"whisper-streaming {__version__}")
+        return 0
     if not args or args[0] in ("-h", "--help") or args[0] not in _COMMANDS:
         names = ", ".join(_COMMANDS)
         print(f"usage: whisper-streaming {{{names}}} ...", file=sys.stderr if args else sys.stdout)
