@@ -7,6 +7,7 @@ import re
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,6 +15,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection
 
+import whisper_streaming
 from tests.conftest import timeout
 from tests.integration.conftest import (
     expected_text,
@@ -40,16 +42,29 @@ def pcm16(samples: np.ndarray) -> bytes:
     return (samples * 32767).astype("<i2").tobytes()
 
 
+SCHEMAS = Path(whisper_streaming.__file__).parent / "server" / "protocols" / "schemas"
+
+
+def validated(raw: str | bytes) -> dict[str, Any]:
+    """A server message, checked against the protocol's published JSON Schema."""
+    import jsonschema
+
+    message: dict[str, Any] = json.loads(raw)
+    schema = json.loads((SCHEMAS / "json-v1-server.json").read_text())
+    jsonschema.validate(message, schema)
+    return message
+
+
 def json_session(url: str) -> tuple[ClientConnection, dict[str, Any]]:
     ws = ws_connect(url.rstrip("/") + "/ws/transcribe")
-    return ws, json.loads(ws.recv(timeout(10)))
+    return ws, validated(ws.recv(timeout(10)))
 
 
 def until(ws: ClientConnection, kind: str) -> list[dict[str, Any]]:
-    """Messages up to and including the first one of type ``kind``."""
+    """Messages up to and including the first one of type ``kind``, each one validated."""
     out = []
     while True:
-        message = json.loads(ws.recv(timeout(20)))
+        message = validated(ws.recv(timeout(20)))
         out.append(message)
         if message["type"] == kind:
             return out
@@ -427,3 +442,25 @@ def test_session_goes_on_when_its_audio_cannot_be_saved(tmp_path: Any) -> None:
         ws.send(b"END_OF_AUDIO")
         assert final_text(receive_all(ws)) == expected_text(2.0)
     assert not folder.exists()
+
+
+def test_the_client_schema_matches_what_the_server_accepts() -> None:
+    """The published client schema's choices are the parser's, and its examples parse."""
+    import jsonschema
+
+    from whisper_streaming.server.protocols import json_v1 as jp
+
+    schema = json.loads((SCHEMAS / "json-v1-client.json").read_text())
+    start = schema["oneOf"][0]["properties"]["config"]["properties"]
+    assert start["encoding"]["enum"] == list(jp.ENCODINGS)
+    assert (start["sample_rate"]["minimum"], start["sample_rate"]["maximum"]) == (
+        jp.MIN_SAMPLE_RATE,
+        jp.MAX_SAMPLE_RATE,
+    )
+    assert start["prompt"]["maxLength"] == jp.MAX_PROMPT_CHARS
+    config = {"sample_rate": 48000, "encoding": "float32le", "language": "en", "prompt": "Hi."}
+    for message in ({"type": "start_recording", "config": config}, {"type": "ping"}):
+        jsonschema.validate(message, schema)
+        jp.parse(json.dumps(message))
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"type": "start_recording", "config": {"encoding": "mp3"}}, schema)
