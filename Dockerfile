@@ -20,7 +20,7 @@ RUN pip install . && useradd --create-home --uid 10001 whisper
 USER whisper
 EXPOSE 9090
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
-    CMD ["python", "-c", "import urllib.request, sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:9090/health', timeout=4).status != 200)"]
+    CMD ["python", "-c", "import urllib.request, sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:9090/health/live', timeout=4).status != 200)"]
 # Exec form: the server is PID 1 and gets SIGTERM itself (docker stop), so it flushes every
 # session (final segments, then close 1001) before it exits.
 ENTRYPOINT ["whisper-streaming"]

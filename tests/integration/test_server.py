@@ -722,3 +722,49 @@ def test_initial_prompt_is_used_and_unsupported_options_are_named() -> None:
         assert final_text(receive_all(ws)) == expected_text(1.0)
     session = [r for r in backend.requests if r.request_id > 0]  # not the warm-up decode
     assert session and session[0].prompt == "Quick brown foxes.", session[0].prompt
+
+
+def _health(port: int) -> tuple[int, str]:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=timeout(5)) as r:
+            return r.status, json.loads(r.read())["status"]
+    except urllib.error.HTTPError as err:
+        with err:
+            return err.code, json.loads(err.read())["status"]
+
+
+def test_health_is_readiness_full_and_draining_instances_say_503() -> None:
+    """/health answers 503 "full" while every slot is taken and 503 "draining" from the
+    moment a shutdown starts, while the open session still gets its finals and a new WebSocket
+    gets 503 before the upgrade (a proxy then tries another instance); /health/live stays 200."""
+    import urllib.request
+
+    from websockets.exceptions import InvalidStatus
+
+    with running_server(timeline_backend(delay_s=0.3), max_clients=1) as srv:
+        assert _health(srv.port) == (200, "ok")
+        ws, _ = open_session(srv.url, uid="only")
+        assert _health(srv.port) == (503, "full")
+        send_audio(ws, tone_bytes(2.0))
+        ws.send(b"END_OF_AUDIO")
+        assert final_text(receive_all(ws)) == expected_text(2.0)
+        assert srv.wait_for_clients(0) == 0 and _health(srv.port) == (200, "ok")
+
+        ws, _ = open_session(srv.url, uid="drained")
+        send_audio(ws, tone_bytes(2.0))
+        shutdown = asyncio.run_coroutine_threadsafe(srv.server.shutdown(), srv.loop)
+        deadline = time.monotonic() + timeout(5)
+        while _health(srv.port) != (503, "draining"):
+            assert time.monotonic() < deadline, _health(srv.port)
+        with pytest.raises(InvalidStatus) as refused:
+            ws_connect(srv.url)
+        assert refused.value.response.status_code == 503
+        url = f"http://127.0.0.1:{srv.port}/health/live"
+        with urllib.request.urlopen(url, timeout=timeout(5)) as resp:
+            assert resp.status == 200
+        messages = receive_all(ws, wait_s=20)
+        assert ws.close_code == 1001 and final_text(messages) == expected_text(2.0)
+        shutdown.result(timeout(30))

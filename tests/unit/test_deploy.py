@@ -55,7 +55,7 @@ def test_dockerfile_runs_the_real_server_on_the_exposed_port(
     assert entrypoint == ["whisper-streaming"]
     assert '\n[project.scripts]\nwhisper-streaming = "whisper_streaming.cli:main"' in pyproject
     health = last(steps, "HEALTHCHECK")
-    assert f"127.0.0.1:{port}/health" in health
+    assert f"127.0.0.1:{port}/health/live" in health  # liveness: a full server is alive
 
     served: dict[str, Any] = {}
 

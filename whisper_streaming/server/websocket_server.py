@@ -233,6 +233,7 @@ class WhisperStreamingServer:
                 Route("/", self._index),
                 Route("/health", self._health),
                 Route("/health/websocket", self._health),
+                Route("/health/live", self._live),
                 Route("/metrics", self._metrics),
                 Mount("/static", app=self._static),
                 Route("/examples/simple-client.html", _simple_client),
@@ -264,8 +265,8 @@ class WhisperStreamingServer:
         if self._uvicorn is None or self.context is None:
             return
         logger.info("shutting down: flushing %d session(s)", self.client_manager.current_clients)
-        for listener in self._uvicorn.servers:
-            listener.close()  # stop accepting new connections
+        # Draining: still listening, so /health answers 503 "draining" and a new WebSocket or
+        # upload gets 503 (a proxy tries another instance), while open sessions get their finals.
         self.context.shutting_down.set()
         if self._handlers:
             _, pending = await asyncio.wait(
@@ -273,6 +274,8 @@ class WhisperStreamingServer:
             )
             if pending:
                 logger.warning("%d session(s) did not finish in time; closing them", len(pending))
+        for listener in self._uvicorn.servers:
+            listener.close()  # stop accepting new connections
         self._uvicorn.should_exit = True
         if self._uvicorn_loop is not None:
             await self._uvicorn_loop
@@ -327,15 +330,18 @@ class WhisperStreamingServer:
                 # Not a browser: the HTTP status says why.
                 await websocket.send_denial_response(_unauthorized(verdict))
                 return
+            if self.context.shutting_down.is_set():
+                await websocket.send_denial_response(
+                    PlainTextResponse("server shutting down\n", HTTPStatus.SERVICE_UNAVAILABLE)
+                )
+                return
             await websocket.accept()
             ws = Connection(websocket)
             if verdict is not Verdict.OK:
                 # A browser cannot read a refused upgrade's status; it can read a close reason.
                 await ws.close(CloseCode.POLICY_VIOLATION, verdict.message)
                 return
-            if self.context.shutting_down.is_set():
-                await ws.close(CloseCode.GOING_AWAY, "server shutting down")
-            elif ws.path == JSON_PATH:
+            if ws.path == JSON_PATH:
                 await serve_json(ws, self.context)
             else:
                 await serve_whisperlive(ws, self.context)
@@ -375,6 +381,12 @@ class WhisperStreamingServer:
             tokens[0] if len(tokens) == 1 else None,
         )
 
+    def _draining(self) -> Response | None:
+        assert self.context is not None
+        if not self.context.shutting_down.is_set():
+            return None
+        return rest.error_response(503, "server shutting down", code="draining")
+
     def _refused(self, request: Request) -> Response | None:
         verdict = self._verdict(request)
         if verdict is Verdict.OK:
@@ -396,14 +408,28 @@ class WhisperStreamingServer:
         return self._refused(request) or rest.models(self.context)
 
     async def _transcriptions(self, request: Request) -> Response:
-        assert self.context is not None
-        refused = self._refused(request)
-        return refused or await rest.transcribe(request, self.context, task="transcribe")
+        return await self._rest(request, "transcribe")
 
     async def _translations(self, request: Request) -> Response:
+        return await self._rest(request, "translate")
+
+    async def _rest(self, request: Request, task: str) -> Response:
+        """A REST transcription; a shutdown waits for it as for a live session."""
         assert self.context is not None
-        refused = self._refused(request)
-        return refused or await rest.transcribe(request, self.context, task="translate")
+        refused = self._refused(request) or self._draining()
+        if refused is not None:
+            return refused
+        task_handle = asyncio.current_task()
+        assert task_handle is not None
+        self._handlers.add(task_handle)
+        try:
+            return await rest.transcribe(request, self.context, task=task)
+        finally:
+            self._handlers.discard(task_handle)
+
+    async def _live(self, request: Request) -> Response:
+        """Liveness: the process serves HTTP (a full or draining server is alive)."""
+        return JSONResponse({"status": "alive"})
 
     async def _metrics(self, request: Request) -> Response:
         assert self.context is not None
@@ -414,9 +440,19 @@ class WhisperStreamingServer:
         from ..backends.faster_whisper import cuda_available
 
         workers = self.context.scheduler.alive_workers
-        status = HTTPStatus.OK if workers else HTTPStatus.SERVICE_UNAVAILABLE
+        # Readiness: 503 while this instance should get no new session, so a load balancer
+        # sends them elsewhere (liveness is /health/live).
+        if self.context.shutting_down.is_set():
+            state = "draining"
+        elif not workers:
+            state = "degraded"
+        elif self.client_manager.current_clients >= self.options.max_clients:
+            state = "full"
+        else:
+            state = "ok"
+        status = HTTPStatus.OK if state == "ok" else HTTPStatus.SERVICE_UNAVAILABLE
         body = {
-            "status": "ok" if workers else "degraded",
+            "status": state,
             "websocket_enabled": True,
             "active_connections": self.client_manager.current_clients,
             "max_clients": self.options.max_clients,
