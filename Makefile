@@ -28,9 +28,10 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $(VENV)/.installed $@
 
-# System packages the tests need: PortAudio headers (PyAudio, for the stock WhisperLive client)
-# and Debian's chromium (the browser test). Installed with apt when running as root (CI).
-SYSTEM_PACKAGES := portaudio19-dev chromium
+# System packages the tests need: PortAudio headers (PyAudio, for the stock WhisperLive client),
+# Debian's chromium (the browser test) and nginx (the scale-out test). Installed with apt when
+# running as root (CI).
+SYSTEM_PACKAGES := portaudio19-dev chromium nginx
 $(VENV)/.system-deps:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \

@@ -311,6 +311,12 @@ def serve_main(argv: Sequence[str] | None = None) -> int:
         help="with API keys, leave the WhisperLive path (/) open: the stock WhisperLive client "
         "cannot send a header (it can send ?token=KEY as part of its port: 9090/?token=KEY)",
     )
+    parser.add_argument(
+        "--refuse-when-full",
+        action="store_true",
+        help="behind a load balancer: answer a new WebSocket with HTTP 503 when every slot is "
+        "taken (the balancer tries another instance) instead of WAIT",
+    )
     parser.add_argument("--ssl-certfile", metavar="PEM", help="serve TLS: certificate chain")
     parser.add_argument("--ssl-keyfile", metavar="PEM", help="serve TLS: private key")
     _add_model_args(parser)
@@ -350,6 +356,7 @@ def serve_main(argv: Sequence[str] | None = None) -> int:
                 save_audio_dir=args.save_audio,
                 api_keys=tuple(api_keys),
                 open_whisperlive=args.open_whisperlive,
+                refuse_when_full=args.refuse_when_full,
             ),
             max_batch_size=args.batch_size,
             ssl_certfile=args.ssl_certfile,

@@ -225,6 +225,9 @@ class ServerOptions:
         api_keys: keys a client must present (``Authorization: Bearer KEY``, or ``?token=KEY``
             on a WebSocket URL) to use the WebSocket protocols and the REST API; empty: no
             check. ``/health``, ``/metrics`` and the demo page's files stay open.
+        refuse_when_full: answer a new WebSocket with HTTP 503 before the upgrade when every
+            slot is taken (behind a load balancer, which then tries another instance), instead
+            of accepting it and answering WAIT.
         open_whisperlive: with ``api_keys``, leave the WhisperLive path open to clients without
             a key (the stock WhisperLive client cannot send a header; it can send
             ``?token=KEY`` only through its port argument, ``port="9090/?token=KEY"``).
@@ -246,6 +249,7 @@ class ServerOptions:
     max_upload_duration_s: float = 4 * 3600.0
     api_keys: tuple[str, ...] = ()
     open_whisperlive: bool = False
+    refuse_when_full: bool = False
 
     def __post_init__(self) -> None:
         _require(self.max_clients >= 1, f"max_clients must be >= 1, got {self.max_clients}")

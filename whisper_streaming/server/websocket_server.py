@@ -330,9 +330,11 @@ class WhisperStreamingServer:
                 # Not a browser: the HTTP status says why.
                 await websocket.send_denial_response(_unauthorized(verdict))
                 return
-            if self.context.shutting_down.is_set():
+            full = self.client_manager.current_clients >= self.options.max_clients
+            if self.context.shutting_down.is_set() or (full and self.options.refuse_when_full):
+                why = "server shutting down" if self.context.shutting_down.is_set() else "full"
                 await websocket.send_denial_response(
-                    PlainTextResponse("server shutting down\n", HTTPStatus.SERVICE_UNAVAILABLE)
+                    PlainTextResponse(f"{why}\n", HTTPStatus.SERVICE_UNAVAILABLE)
                 )
                 return
             await websocket.accept()
