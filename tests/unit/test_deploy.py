@@ -70,3 +70,40 @@ def test_dockerfile_runs_the_real_server_on_the_exposed_port(
 def test_dockerignore_keeps_local_environments_out() -> None:
     ignored = (REPO / ".dockerignore").read_text().split()
     assert {".venv", ".git", "test-artifacts"} <= set(ignored)
+
+
+def test_kubernetes_manifests_match_the_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The manifests parse; the container's args are the CLI's and serve on the port the
+    probes and the Service use; the probe paths are real routes; the grace period covers the
+    drain; the autoscaler's metric is one /metrics exports."""
+    import yaml
+
+    from whisper_streaming.server.metrics import ServerMetrics
+
+    docs = list(
+        yaml.safe_load_all((REPO / "deploy" / "k8s" / "whisper-streaming.yaml").read_text())
+    )
+    kinds = {d["kind"]: d for d in docs}
+    assert set(kinds) == {"Deployment", "Service", "HorizontalPodAutoscaler"}
+    pod = kinds["Deployment"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+
+    served: dict[str, Any] = {}
+
+    def run(self: WhisperStreamingServer, host: str, port: int) -> None:
+        served.update(host=host, port=port, server=self)
+
+    monkeypatch.setattr(WhisperStreamingServer, "run", run)
+    assert cli.main(container["args"]) == 0
+    assert served["port"] == ports["http"] and served["host"] == "0.0.0.0"
+    paths = {r.path for r in served["server"].app().routes if hasattr(r, "path")}
+    assert container["readinessProbe"]["httpGet"]["path"] == "/health"
+    for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+        assert container[probe]["httpGet"]["path"] in paths
+        assert container[probe]["httpGet"]["port"] == "http"
+    options = served["server"].options
+    assert pod["terminationGracePeriodSeconds"] >= options.shutdown_timeout_s + 5
+    assert kinds["Service"]["spec"]["ports"][0]["targetPort"] == "http"
+    metric = kinds["HorizontalPodAutoscaler"]["spec"]["metrics"][0]["pods"]["metric"]["name"]
+    assert metric in ServerMetrics().render().decode()
