@@ -200,6 +200,33 @@ _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
 
 
+_SERVE_GROUPS = {
+    "network and limits": (
+        "host port max_clients max_connection_time idle_timeout quiet_flush "
+        "refuse_when_full cors_origins"
+    ),
+    "security": "api_key api_keys_file open_whisperlive ssl_certfile ssl_keyfile",
+    "model and compute": "model backend device compute_type workers cpu_threads batch_size",
+    "streaming": (
+        "language beam_size hypothesis_beam_size min_chunk_size hypothesis_step agreement_lead "
+        "encoder_min commit_policy commit_window use_vad"
+    ),
+    "output": "save_audio log_level",
+}
+
+
+def _group_flags(parser: argparse.ArgumentParser, groups: dict[str, str]) -> None:
+    """Show the flags in ``--help`` under headings (argparse keeps each flag in the group it was
+    added to; this moves them, which changes nothing but the help)."""
+    default = parser._optionals  # argparse has no public way to regroup its flags
+    for title, dests in groups.items():
+        group = parser.add_argument_group(title)
+        wanted = dests.split()
+        for action in [a for a in default._group_actions if a.dest in wanted]:
+            default._group_actions.remove(action)
+            group._group_actions.append(action)
+
+
 def _environment_defaults(parser: argparse.ArgumentParser) -> None:
     """Let every long flag take its default from ``WHISPER_STREAMING_<FLAG>`` (``--max-clients``:
     ``WHISPER_STREAMING_MAX_CLIENTS``), so a container needs no command-line edits; a flag given
@@ -320,6 +347,7 @@ def serve_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--ssl-certfile", metavar="PEM", help="serve TLS: certificate chain")
     parser.add_argument("--ssl-keyfile", metavar="PEM", help="serve TLS: private key")
     _add_model_args(parser)
+    _group_flags(parser, _SERVE_GROUPS)
     _environment_defaults(parser)
     args = parser.parse_args(argv)
     if args.batch_size < 1:

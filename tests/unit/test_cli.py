@@ -76,3 +76,17 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
 
     assert main(["--version"]) == 0
     assert capsys.readouterr().out.strip() == f"whisper-streaming {__version__}"
+
+
+def test_serve_help_groups_every_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    from whisper_streaming.cli import serve_main
+
+    with pytest.raises(SystemExit):
+        serve_main(["--help"])
+    help_text = capsys.readouterr().out
+    ungrouped = help_text.split("\noptions:\n")[1].split("\n\n")[0]
+    flags = [line.split()[0] for line in ungrouped.splitlines() if line.startswith("  -")]
+    assert flags == ["-h,", "--version"], ungrouped  # every other flag is under a heading
+    for title in ("network and limits:", "security:", "model and compute:", "streaming:"):
+        assert "\n" + title + "\n" in help_text
+    assert "WHISPER_STREAMING_MAX_CLIENTS" in help_text  # the environment variables
