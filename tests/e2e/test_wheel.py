@@ -28,6 +28,26 @@ from tests.e2e.conftest import JFK, wer
 
 pytestmark = pytest.mark.e2e
 
+CHECK_REQUIREMENTS = """
+import sys
+from importlib.metadata import PackageNotFoundError, requires, version
+from packaging.requirements import Requirement
+unmet = []
+for line in requires("whisper-streaming") or []:
+    req = Requirement(line)
+    if req.marker is not None and not req.marker.evaluate({"extra": ""}):
+        continue  # an extra's requirement
+    try:
+        found = version(req.name)
+    except PackageNotFoundError:
+        unmet.append(line)
+        continue
+    if found not in req.specifier:
+        unmet.append(f"{line} (found {found})")
+print(unmet)
+sys.exit(1 if unmet else 0)
+"""
+
 
 def run(command: list[str], cwd: Path, seconds: float) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
@@ -64,6 +84,9 @@ def test_the_wheel_works_installed(tmp_path: Path, testdata: Path) -> None:
         [str(python), "-c", "import whisper_streaming as w; print(w.__file__)"], tmp_path, 60
     )
     assert where.stdout.strip().startswith(str(venv)), where.stdout + where.stderr
+    # The wheel's own requirements (its metadata) are all met by what the environment sees.
+    checked = run([str(python), "-c", CHECK_REQUIREMENTS], tmp_path, 60)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
 
     jfk = testdata / "jfk" / "jfk.flac"
     simulated = run(

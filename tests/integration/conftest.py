@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 from websockets.sync.client import ClientConnection, connect
 
-from tests.conftest import timeout
+from tests.conftest import run_python, timeout
 from whisper_streaming import ProcessorOptions, ScriptedBackend
 from whisper_streaming.backends import timeline_from_text
 from whisper_streaming.backends.base import ASRBackend
@@ -177,3 +181,26 @@ def stream_tone(url: str, uid: str, seconds: float = 2.0) -> str:
     send_audio(ws, tone_bytes(seconds))
     ws.send(b"END_OF_AUDIO")
     return final_text(receive_all(ws))
+
+
+def run_stock_client(port: int | str, audio: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """The unmodified whisper_live 0.10 client streaming ``audio`` (no VAD) to 127.0.0.1:port;
+    skipped when it is not installed (failed under CI: make test installs it)."""
+    try:
+        import pyaudio  # noqa: F401
+        import whisper_live.client  # noqa: F401
+    except ImportError:
+        message = "whisper-live / PyAudio not installed (make test installs them)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    script = f"""
+        from whisper_live.client import TranscriptionClient
+        client = TranscriptionClient(
+            "127.0.0.1", "{port}", lang="en", use_vad=False, mute_audio_playback=True
+        )
+        # It busy-waits 15 s after the last message before it disconnects; 1 s will do.
+        client.client.disconnect_if_no_response_for = 1
+        client({str(audio)!r})
+        """
+    return run_python(script, cwd, 120)

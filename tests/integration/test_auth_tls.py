@@ -12,11 +12,12 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 from websockets.sync.client import connect
 
-from tests.conftest import run_python, timeout
+from tests.conftest import timeout
 from tests.integration.conftest import (
     expected_text,
     final_text,
     receive_all,
+    run_stock_client,
     running_server,
     send_audio,
     tone_bytes,
@@ -164,30 +165,11 @@ def test_tls_end_to_end(tls_files: tuple[str, str, str], tmp_path: Path) -> None
 
 def test_stock_whisperlive_client_can_send_a_key_through_its_port(tmp_path: Path) -> None:
     """The unmodified whisper_live 0.10 client cannot set headers, but it builds its URL as
-    ``ws://{host}:{port}``, so ``port="PORT/?token=KEY"`` sends the key (README: API keys)."""
-    import os
-
-    try:
-        import pyaudio  # noqa: F401
-        import whisper_live.client  # noqa: F401
-    except ImportError:
-        if os.environ.get("CI"):
-            pytest.fail("whisper-live / PyAudio not installed (make test installs them)")
-        pytest.skip("whisper-live / PyAudio not installed (make test installs them)")
+    ``ws://{host}:{port}``, so ``port="PORT/?token=KEY"`` sends the key (docs/deployment.md)."""
     audio = tmp_path / "tone.wav"
     audio.write_bytes(wav_bytes(3.0))
     with running_server(api_keys=KEYS) as srv:
-        script = f"""
-            from whisper_live.client import TranscriptionClient
-            client = TranscriptionClient(
-                "127.0.0.1", "{srv.port}/?token=key-two", lang="en", use_vad=False,
-                mute_audio_playback=True,
-            )
-            # It busy-waits 15 s after the last message before it disconnects; 1 s will do.
-            client.client.disconnect_if_no_response_for = 1
-            client({str(audio)!r})
-            """
-        proc = run_python(script, tmp_path, 120)
+        proc = run_stock_client(f"{srv.port}/?token=key-two", audio, tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Server Ready!" in proc.stdout
     assert expected_text(3.0) in proc.stdout  # its live display

@@ -25,6 +25,7 @@ from tests.integration.conftest import (
     final_text,
     open_session,
     receive_all,
+    run_stock_client,
     running_server,
     send_audio,
     timeline_backend,
@@ -156,27 +157,11 @@ def test_a_draining_instance_finishes_its_session_while_new_ones_go_elsewhere(
 
 
 def test_the_stock_whisperlive_client_through_the_proxy(tmp_path: Path) -> None:
-    try:
-        import pyaudio  # noqa: F401
-        import whisper_live.client  # noqa: F401
-    except ImportError:
-        if os.environ.get("CI"):
-            pytest.fail("whisper-live / PyAudio not installed (make test installs them)")
-        pytest.skip("whisper-live / PyAudio not installed (make test installs them)")
-    from tests.conftest import run_python
     from tests.integration.test_rest import wav_bytes
 
     audio = tmp_path / "tone.wav"
     audio.write_bytes(wav_bytes(3.0))
     with two_servers(4, 4) as servers, nginx(tmp_path, [s.port for s in servers]) as port:
-        script = f"""
-            from whisper_live.client import TranscriptionClient
-            client = TranscriptionClient(
-                "127.0.0.1", {port}, lang="en", use_vad=False, mute_audio_playback=True
-            )
-            client.client.disconnect_if_no_response_for = 1  # it waits 15 s otherwise
-            client({str(audio)!r})
-            """
-        proc = run_python(script, tmp_path, 120)
+        proc = run_stock_client(port, audio, tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Server Ready!" in proc.stdout and expected_text(3.0) in proc.stdout
