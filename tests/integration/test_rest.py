@@ -185,9 +185,16 @@ def test_bad_requests_get_openai_shaped_errors(
         assert ok == 200, body
 
 
-def test_upload_limits() -> None:
+def test_upload_limits(monkeypatch: pytest.MonkeyPatch) -> None:
     """Past max_upload_bytes: 413 (by Content-Length, before reading the body); past
-    max_upload_duration_s: 400; GET on the endpoint: 405; /v1/models lists the model."""
+    max_upload_duration_s: 400, from the duration the container declares, before decoding;
+    GET on the endpoint: 405; /v1/models lists the model."""
+    from whisper_streaming.server import rest
+
+    def no_decoding(*args: Any) -> Any:
+        raise AssertionError("a file declared too long was decoded")
+
+    monkeypatch.setattr(rest, "decode_file", no_decoding)
     with running_server(max_upload_bytes=200_000, max_upload_duration_s=5.0) as srv:
         status, _, body = post_form(
             srv.port, "/v1/audio/transcriptions", {"model": "tiny.en"}, wav_bytes(7.0)

@@ -99,7 +99,7 @@ async def transcribe(request: Request, ctx: ServerContext, *, task: str) -> Resp
         form = await _form(request, ctx.options.max_upload_bytes)
         try:
             params = _params(form, ctx, task)
-            audio = await _decode(params.upload)
+            audio = await _decode(params.upload, ctx.options.max_upload_duration_s)
         finally:
             await form.close()  # the upload's temporary file
         return await _answer(params, audio, ctx, task)
@@ -224,9 +224,14 @@ def _field(form: FormData, name: str) -> str:
     return value.strip()
 
 
-async def _decode(upload: UploadFile) -> Any:
-    """The upload as 16 kHz mono float32, decoded on a thread."""
+async def _decode(upload: UploadFile, max_duration_s: float) -> Any:
+    """The upload as 16 kHz mono float32, decoded on a thread. A file whose container says it
+    is longer than ``max_duration_s`` is refused before it is decoded (a small, highly
+    compressed file can hold many hours: decoded, gigabytes)."""
     loop = asyncio.get_running_loop()
+    declared = await loop.run_in_executor(None, _declared_duration_s, upload.file)
+    if declared is not None and declared > max_duration_s:
+        raise _too_long(declared, max_duration_s)
     upload.file.seek(0)
     try:
         return await loop.run_in_executor(None, decode_file, upload.file)
@@ -237,15 +242,33 @@ async def _decode(upload: UploadFile) -> Any:
         ) from exc
 
 
+def _declared_duration_s(file: Any) -> float | None:
+    """The duration a file's container declares (None: unknown, or not a media file)."""
+    import av
+
+    file.seek(0)
+    try:
+        with av.open(file, mode="r") as container:
+            if container.duration is None:
+                return None
+            return float(container.duration) / av.time_base
+    except Exception:  # not readable here: decode_file gives the error
+        return None
+
+
+def _too_long(duration: float, limit: float) -> RestError:
+    return RestError(
+        f"the audio is {duration:.0f} s long; at most {limit:.0f} s are accepted",
+        param="file",
+        code="audio_too_long",
+    )
+
+
 async def _answer(params: Params, audio: Any, ctx: ServerContext, task: str) -> Response:
     duration = len(audio) / SAMPLE_RATE
     limit = ctx.options.max_upload_duration_s
     if duration > limit:
-        raise RestError(
-            f"the audio is {duration:.0f} s long; at most {limit:.0f} s are accepted",
-            param="file",
-            code="audio_too_long",
-        )
+        raise _too_long(duration, limit)
     headers = {}
     if task == "translate" and not ctx.multilingual:
         headers["X-Whisper-Streaming-Warning"] = (
