@@ -624,3 +624,31 @@ def test_a_piled_up_window_that_keeps_nothing_is_decoded_again_at_half_length() 
             assert committed and committed[0].start < 1.0  # nothing lost
         else:
             assert not committed or committed[0].start > 10.0  # moved on
+
+
+def test_a_partial_decode_that_hears_nothing_drops_no_speech() -> None:
+    """With VAD the buffer holds speech only, so a greedy partial decode that returns nothing
+    (a bad decode under load) is no reason to drop audio: the buffer keeps it for the
+    full-beam decodes and every word is committed."""
+    text = " ".join(f"w{i}" for i in range(60))
+    timeline = timeline_from_text(text, start_s=0.1)
+    blank_once = {"done": False}
+
+    def respond(req: InferenceRequest) -> Transcription:
+        heard = ScriptedBackend(timeline=timeline).transcribe(req)
+        long_partial = req.kind is RequestKind.HYPOTHESIS and req.duration_s > 16.0
+        if long_partial and not blank_once["done"]:
+            blank_once["done"] = True
+            return Transcription((), "en", 1.0)
+        return heard
+
+    backend = ScriptedBackend(responder=respond)
+    proc = vad_processor(commit_window_s=60.0)  # no window commits: only the final decode
+    committed: list[Word] = []
+    for _ in range(int(timeline[-1].end) + 1):
+        proc.insert_audio(tone(1.0))
+        committed += run_due(proc, backend, [])
+    proc.finish()
+    committed += run_due(proc, backend, [])
+    assert blank_once["done"], "the blank partial decode never happened"
+    assert words_text(committed) == text

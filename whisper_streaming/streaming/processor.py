@@ -251,7 +251,14 @@ class ASRProcessor:
             committed = self._text.commit(new[:agreed])
             self._hypothesis = new[agreed:]
         self._segment_done = any(e > self._text.end_s + EPS_S for e in segment_ends[:-1])
-        heard = bool(words) or skipped_at is not None  # a skip means there was speech
+        # A decode that heard nothing lets the buffer drop what it covered (silence, without
+        # VAD). With VAD the buffer holds speech only: a partial (greedy) decode that returns
+        # nothing is a bad decode, not silence, and its audio waits for a full-beam decode.
+        heard = (
+            bool(words)
+            or skipped_at is not None  # a skip means there was speech
+            or (self._gate is not None and not request.kind.commits)
+        )
         catching_up = window and not whole  # a piled-up window: the hard cap waits
         committed += self._bound_buffer(segment_ends, request, heard=heard, catching_up=catching_up)
         ends = tuple(e for e in segment_ends if e <= self._text.end_s + EPS_S)
