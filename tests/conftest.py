@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -54,3 +55,10 @@ def run_python(script: str, cwd: Path, timeout_s: float) -> subprocess.Completed
         text=True,
         timeout=timeout(timeout_s),
     )
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])

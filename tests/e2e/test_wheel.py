@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import sysconfig
@@ -23,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, timeout
+from tests.conftest import REPO, free_port, timeout
 from tests.e2e.conftest import JFK, wer
 
 pytestmark = pytest.mark.e2e
@@ -96,9 +95,7 @@ def test_the_wheel_works_installed(tmp_path: Path, testdata: Path) -> None:
     text = json.loads(simulated.stdout.strip().splitlines()[-1])["final_text"]
     assert wer([JFK], [text]) <= 0.2, text
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     server = subprocess.Popen(
         [str(venv / "bin" / "whisper-streaming"), "serve", "--host", "127.0.0.1"]
         + ["--port", str(port), "--log-level", "WARNING"],

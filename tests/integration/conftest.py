@@ -174,13 +174,21 @@ def final_text(messages: list[dict[str, Any]]) -> str:
     return transcript.text
 
 
-def stream_tone(url: str, uid: str, seconds: float = 2.0) -> str:
-    """One whole WhisperLive stream of a tone: its final text (``expected_text(seconds)`` when
-    the server works)."""
+def tone_session(
+    url: str, uid: str = "test-uid", seconds: float = 2.0, wait_s: float = 30.0
+) -> list[dict[str, Any]]:
+    """One whole WhisperLive stream of a tone (config, audio, END_OF_AUDIO): every message the
+    server sent after SERVER_READY, to the close."""
     ws, _ = open_session(url, uid=uid)
     send_audio(ws, tone_bytes(seconds))
     ws.send(b"END_OF_AUDIO")
-    return final_text(receive_all(ws))
+    return receive_all(ws, wait_s=wait_s)
+
+
+def stream_tone(url: str, uid: str, seconds: float = 2.0) -> str:
+    """One whole WhisperLive stream of a tone: its final text (``expected_text(seconds)`` when
+    the server works)."""
+    return final_text(tone_session(url, uid, seconds))
 
 
 def run_stock_client(port: int | str, audio: Path, cwd: Path) -> subprocess.CompletedProcess[str]:

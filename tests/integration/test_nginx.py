@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, timeout
+from tests.conftest import REPO, free_port, timeout
 from tests.integration.conftest import (
     RunningServer,
     expected_text,
@@ -37,12 +37,6 @@ NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 CONFIG = REPO / "deploy" / "nginx" / "whisper-streaming.conf"
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @contextmanager
 def nginx(tmp_path: Path, upstreams: list[int]) -> Iterator[int]:
     """nginx in the foreground with the deploy configuration, its upstream ports and listen
@@ -51,7 +45,7 @@ def nginx(tmp_path: Path, upstreams: list[int]) -> Iterator[int]:
         if os.environ.get("CI"):
             pytest.fail("nginx is not installed (make test installs it with apt as root)")
         pytest.skip("nginx is not installed (apt-get install nginx)")
-    port = _free_port()
+    port = free_port()
     site = CONFIG.read_text()
     servers = re.findall(r"server 127\.0\.0\.1:\d+", site)
     assert len(servers) == len(upstreams), servers

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from tests.conftest import timeout
+from tests.conftest import free_port, timeout
 from tests.integration.conftest import (
     expected_text,
     final_text,
@@ -28,6 +28,7 @@ from tests.integration.conftest import (
     stream_tone,
     timeline_backend,
     tone_bytes,
+    tone_session,
     ws_connect,
 )
 from whisper_streaming import ScriptedBackend, Transcription
@@ -510,10 +511,7 @@ def test_a_decode_that_fails_a_few_times_is_retried_without_bothering_the_client
         return healthy.transcribe(request)
 
     with running_server(ScriptedBackend(responder=flaky)) as srv:
-        ws, _ = open_session(srv.url)
-        send_audio(ws, tone_bytes(3.0))
-        ws.send(b"END_OF_AUDIO")
-        messages = receive_all(ws, wait_s=30)
+        messages = tone_session(srv.url, seconds=3.0)
     assert not [m for m in messages if m.get("status") == "ERROR"], messages
     assert final_text(messages) == expected_text(3.0)
     assert failures and all(n == 3 for n in failures.values()), failures
@@ -533,10 +531,7 @@ def test_a_window_that_keeps_failing_is_given_up_once_with_a_clear_error() -> No
         return healthy.transcribe(request)
 
     with running_server(ScriptedBackend(responder=broken_window)) as srv:
-        ws, _ = open_session(srv.url)
-        send_audio(ws, tone_bytes(70.0))
-        ws.send(b"END_OF_AUDIO")
-        messages = receive_all(ws, wait_s=60)
+        messages = tone_session(srv.url, seconds=70.0, wait_s=60)
     errors = [m["message"] for m in messages if m.get("status") == "ERROR"]
     assert len(errors) == 1 and "was not transcribed" in errors[0], errors
     assert 2 <= len(calls) <= 4, len(calls)  # the first try and its retries
@@ -638,9 +633,7 @@ def test_sigterm_flushes_open_sessions_and_the_process_exits() -> None:
     import sys
     import urllib.request
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     command = [sys.executable, "-m", "whisper_streaming", "serve", "--backend", "scripted"]
     command += ["--batch-size", "2"]  # two sessions may share a model call
     command += ["--host", "127.0.0.1", "--port", str(port), "--no-vad", "--log-level", "WARNING"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -42,6 +43,15 @@ class Segment:
     words: tuple[Word, ...] = ()
     no_speech_prob: float = 0.0
     avg_logprob: float = 0.0
+
+    def shifted(self, offset_s: float) -> Segment:
+        """Return the same segment, its words too, with every time moved by ``offset_s``."""
+        return dataclasses.replace(
+            self,
+            start=self.start + offset_s,
+            end=self.end + offset_s,
+            words=tuple(w.shifted(offset_s) for w in self.words),
+        )
 
 
 @dataclass(frozen=True, slots=True)

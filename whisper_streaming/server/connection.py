@@ -39,6 +39,7 @@ class Connection:
     def __init__(self, websocket: WebSocket) -> None:
         self.websocket = websocket
         self.close_code: int | None = None  # the peer's, once it is gone
+        self._closing: asyncio.Future[None] | None = None
 
     @property
     def path(self) -> str:
@@ -100,5 +101,5 @@ class Connection:
         abort: Callable[[], None] | None = extension.get("abort") if extension else None
         if abort is not None:
             abort()
-        else:  # another ASGI server: close as well as it can, without waiting
-            asyncio.ensure_future(self.close(1008, "client does not read"))
+        elif self._closing is None:  # another ASGI server: close as well as it can, not waiting
+            self._closing = asyncio.ensure_future(self.close(1008, "client does not read"))

@@ -17,7 +17,7 @@ import logging
 from collections.abc import Callable
 
 from ..audio import SAMPLE_RATE, Float32Array
-from ..backends.base import InferenceRequest, RequestKind, Segment, Transcription, Word
+from ..backends.base import InferenceRequest, RequestKind, Segment, Transcription
 from ..exceptions import BackendError
 from .scheduler import Scheduler, Timing
 
@@ -113,7 +113,7 @@ class FileJob:
             self.language = result.language
         offset = request.offset_s
         window_end = self._seek + len(request.audio)
-        segments = [_shifted(s, offset) for s in result.segments]
+        segments = [s.shifted(offset) for s in result.segments]
         last_window = window_end >= len(self._audio)
         keep = segments
         seek = window_end
@@ -127,16 +127,3 @@ class FileJob:
             self._on_segments(keep)
         if self._seek >= len(self._audio):
             self._done.set_result(self.segments)
-
-
-def _shifted(segment: Segment, offset_s: float) -> Segment:
-    return Segment(
-        start=segment.start + offset_s,
-        end=segment.end + offset_s,
-        text=segment.text,
-        words=tuple(
-            Word(w.word, w.start + offset_s, w.end + offset_s, w.probability) for w in segment.words
-        ),
-        no_speech_prob=segment.no_speech_prob,
-        avg_logprob=segment.avg_logprob,
-    )

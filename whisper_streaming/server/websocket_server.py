@@ -38,6 +38,7 @@ from websockets.frames import CloseCode
 from ..audio import SAMPLE_RATE
 from ..backends import load_backend
 from ..backends.base import ASRBackend, InferenceRequest
+from ..backends.faster_whisper import cuda_available
 from ..config import ProcessorOptions, ServerOptions
 from ..exceptions import ConfigError
 from . import rest
@@ -133,6 +134,7 @@ class WhisperStreamingServer:
         self.api_keys = ApiKeys(options.api_keys)
         self._ssl = _check_tls(ssl_certfile, ssl_keyfile)
         self._static_files: StaticFiles | None = None
+        self._gpu_available = False
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -152,6 +154,8 @@ class WhisperStreamingServer:
                 self.backend = await loop.run_in_executor(None, lambda: load_backend(name, **opts))
             backend = self.backend
             await loop.run_in_executor(None, _warm_up, backend)
+            # Asked once: a CUDA query per /health request would run on the event loop.
+            self._gpu_available = await loop.run_in_executor(None, cuda_available)
         except BaseException:
             for sock in sockets:
                 sock.close()
@@ -439,8 +443,6 @@ class WhisperStreamingServer:
 
     async def _health(self, request: Request) -> Response:
         assert self.context is not None
-        from ..backends.faster_whisper import cuda_available
-
         workers = self.context.scheduler.alive_workers
         # Readiness: 503 while this instance should get no new session, so a load balancer
         # sends them elsewhere (liveness is /health/live).
@@ -463,7 +465,7 @@ class WhisperStreamingServer:
             "model_loaded": self.backend is not None,
             "workers": workers,
             "worker_restarts": self.context.scheduler.restarts,
-            "gpu_available": cuda_available(),
+            "gpu_available": self._gpu_available,
             "uptime_s": round(time.monotonic() - self.context.started_at, 1),
         }
         return JSONResponse(body, status)
