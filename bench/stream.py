@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from websockets.asyncio.client import connect
 
-from whisper_streaming.server.protocols.whisperlive import TranscriptAccumulator
+from whisper_streaming.server.protocols.whisperlive import TranscriptAccumulator, WireSegment
 
 SAMPLE_RATE = 16_000
 CHUNK_S = 0.1
@@ -62,7 +62,7 @@ async def stream_whisperlive(
             record.error = f"{message['status']}: {message.get('message')}"
             ready.set()
         elif "segments" in message:
-            for item in transcript.add(message["segments"]):
+            for item in transcript.add([WireSegment.from_json(s) for s in message["segments"]]):
                 words = item["text"].split()
                 record.committed_words += words
                 record.committed_at += [now] * len(words)

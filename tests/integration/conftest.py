@@ -23,7 +23,7 @@ from whisper_streaming import ProcessorOptions, ScriptedBackend
 from whisper_streaming.backends import timeline_from_text
 from whisper_streaming.backends.base import ASRBackend
 from whisper_streaming.config import ServerOptions
-from whisper_streaming.server.protocols.whisperlive import TranscriptAccumulator
+from whisper_streaming.server.protocols.whisperlive import TranscriptAccumulator, WireSegment
 from whisper_streaming.server.websocket_server import WhisperStreamingServer
 
 TEXT = "the quick brown fox jumps over the lazy dog. " * 6
@@ -170,7 +170,7 @@ def final_text(messages: list[dict[str, Any]]) -> str:
     """The transcript of the last segments message, as a WhisperLive client would keep it."""
     transcript = TranscriptAccumulator()
     for m in messages:
-        transcript.add(m.get("segments", []))
+        transcript.add([WireSegment.from_json(s) for s in m.get("segments", [])])
     return transcript.text
 
 

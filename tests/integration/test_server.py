@@ -671,14 +671,14 @@ def test_a_crash_in_a_send_task_ends_that_session_at_once(
     close 1011) instead of at the end of its stream; another session goes on untouched."""
     from whisper_streaming.server.protocols import whisperlive
 
-    real = whisperlive.segments
+    real = whisperlive.Segments.serialize
 
-    def segments(uid: str, *args: Any, **kwargs: Any) -> str:
-        if uid == "crash":
+    def serialize(self: whisperlive.Segments) -> str:
+        if self.uid == "crash":
             raise RuntimeError("injected fault")
-        return real(uid, *args, **kwargs)
+        return real(self)
 
-    monkeypatch.setattr(whisperlive, "segments", segments)
+    monkeypatch.setattr(whisperlive.Segments, "serialize", serialize)
     with running_server() as srv:
         crash, _ = open_session(srv.url, uid="crash")
         fine, _ = open_session(srv.url, uid="fine")

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from whisper_streaming.server.protocols.whisperlive import TranscriptAccumulator
+from whisper_streaming.server.protocols.whisperlive import TranscriptAccumulator, WireSegment
 
 
-def seg(start: float, end: float, text: str, completed: bool = True) -> dict[str, Any]:
-    return {"start": f"{start:.3f}", "end": f"{end:.3f}", "text": text, "completed": completed}
+def seg(start: float, end: float, text: str, completed: bool = True) -> WireSegment:
+    raw = {"start": f"{start:.3f}", "end": f"{end:.3f}", "text": text, "completed": completed}
+    return WireSegment.from_json(raw)
 
 
 def test_repeated_segments_are_kept_once_and_the_partial_follows() -> None:
@@ -36,5 +35,5 @@ def test_a_completed_segment_that_starts_before_the_last_kept_end_is_ignored() -
 def test_words_are_carried() -> None:
     acc = TranscriptAccumulator()
     words = [{"word": " a", "start": 0.0, "end": 0.5, "probability": 0.9}]
-    acc.add([{**seg(0, 0.5, " a"), "words": words}])
+    acc.add([WireSegment.from_json({**seg(0, 0.5, " a").to_json(), "words": words})])
     assert acc.segments[0]["words"] == words

@@ -12,15 +12,15 @@ import ssl
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from ..audio import SAMPLE_RATE, Float32Array, decode_file, pcm16_to_float32
-from ..exceptions import WhisperStreamingError
-from ..server.protocols.whisperlive import TranscriptAccumulator
+from ..exceptions import ProtocolError, WhisperStreamingError
+from ..server.protocols import whisperlive as wl
 from .outputs import write_transcript
 
 __all__ = ["ClientError", "ServerBusyError", "TranscriptionClient"]
@@ -100,7 +100,7 @@ class TranscriptionClient:
         self.show = show
         self.final_timeout_s = final_timeout_s
         self.uid = str(uuid.uuid4())
-        self._transcript = TranscriptAccumulator()
+        self._transcript = wl.TranscriptAccumulator()
         self.segments: list[dict[str, Any]] = self._transcript.segments
         self.partial: dict[str, Any] | None = None
         self.language_detected: str | None = None
@@ -233,46 +233,49 @@ class TranscriptionClient:
             async for raw in ws:
                 if isinstance(raw, bytes):
                     continue
-                self._handle(json.loads(raw))
+                self._handle(raw)
         except ConnectionClosed as exc:
             if not self._ready.is_set() and self._failure is None:
                 self._failure = ClientError(f"server closed the connection: {exc}")
         self.final_received_at = time.monotonic()
 
-    def _handle(self, message: dict[str, Any]) -> None:
-        if message.get("uid") not in (self.uid, None):
+    def _handle(self, raw: str) -> None:
+        try:
+            message = wl.parse_server_message(raw)
+        except ProtocolError as exc:
+            logger.warning("unexpected server message: %s", exc)
             return
-        status = message.get("status")
-        if status == "WAIT":
-            self._failure = ServerBusyError(float(message.get("message", 0)))
-        elif status == "ERROR":
-            text = str(message.get("message"))
+        if message.uid not in (self.uid, None):
+            return
+        if isinstance(message, wl.Wait):
+            self._failure = ServerBusyError(message.minutes)
+        elif isinstance(message, wl.Error):
             if not self._ready.is_set():
-                self._failure = ClientError(f"server error: {text}")
+                self._failure = ClientError(f"server error: {message.message}")
             else:
-                logger.warning("server error: %s", text)
-                self.warnings.append(text)
-        elif status == "WARNING":
-            logger.warning("server warning: %s", message.get("message"))
-            self.warnings.append(str(message.get("message")))
-        elif message.get("message") == "SERVER_READY":
+                logger.warning("server error: %s", message.message)
+                self.warnings.append(message.message)
+        elif isinstance(message, wl.WarningMessage):
+            logger.warning("server warning: %s", message.message)
+            self.warnings.append(message.message)
+        elif isinstance(message, wl.ServerReady):
             self._ready.set()
-        elif message.get("message") == "DISCONNECT":
+        elif isinstance(message, wl.Disconnect):
             logger.info("server ended the session (time limit)")
-        elif "language" in message:
-            self.language_detected = message["language"]
-        elif "segments" in message:
-            self._segments(message["segments"])
+        elif isinstance(message, wl.Language):
+            self.language_detected = message.language
+        else:
+            self._segments(message.segments)
 
-    def _segments(self, segments: list[dict[str, Any]]) -> None:
+    def _segments(self, segments: Sequence[wl.WireSegment]) -> None:
         for item in self._transcript.add(segments):
             self._print_line(item["text"].strip())
         self.partial = self._transcript.partial
         if self.partial is not None:
             self._print_partial(self.partial["text"].strip())
         if self.callback is not None:
-            texts = [s["text"].strip() for s in segments]
-            self.callback(" ".join(texts), segments)
+            texts = [s.text.strip() for s in segments]
+            self.callback(" ".join(texts), [s.to_json() for s in segments])
 
     def _finish(self) -> list[dict[str, Any]]:
         if self._failure is not None:

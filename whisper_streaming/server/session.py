@@ -85,12 +85,13 @@ class EventQueue:
     """A session's events for its sender. A partial-only update replaces one still waiting
     (it supersedes it), so a slow reader gets the latest partial text, every committed word, and
     a queue that grows only with committed text; past ``MAX_QUEUED_EVENTS`` it reports
-    ``overflowed`` and the connection ends the session."""
+    ``overflowed`` and calls ``on_overflow`` (the connection ends the session)."""
 
     def __init__(self) -> None:
         self._items: deque[SessionEvent] = deque()
         self._ready = asyncio.Event()
         self.overflowed = False
+        self.on_overflow: Callable[[], object] | None = None
 
     def __len__(self) -> int:
         return len(self._items)
@@ -100,8 +101,10 @@ class EventQueue:
             self._items[-1] = event
         else:
             self._items.append(event)
-        if len(self._items) > MAX_QUEUED_EVENTS:
+        if len(self._items) > MAX_QUEUED_EVENTS and not self.overflowed:
             self.overflowed = True
+            if self.on_overflow is not None:
+                self.on_overflow()
         self._ready.set()
 
     async def get(self) -> SessionEvent:

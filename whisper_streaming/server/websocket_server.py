@@ -46,11 +46,12 @@ from .auth import ApiKeys, Verdict
 from .client_manager import ClientManager
 from .connection import ABORT_EXTENSION, Connection
 from .context import ServerContext
+from .driver import serve
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .openapi import openapi
+from .protocols.json_v1 import JsonAdapter
+from .protocols.whisperlive import WhisperLiveAdapter
 from .scheduler import Scheduler
-from .serve_client import serve_whisperlive
-from .serve_json import serve_json
 
 __all__ = [
     "JSON_PATH",
@@ -347,10 +348,8 @@ class WhisperStreamingServer:
                 # A browser cannot read a refused upgrade's status; it can read a close reason.
                 await ws.close(CloseCode.POLICY_VIOLATION, verdict.message)
                 return
-            if ws.path == JSON_PATH:
-                await serve_json(ws, self.context)
-            else:
-                await serve_whisperlive(ws, self.context)
+            adapter = JsonAdapter() if ws.path == JSON_PATH else WhisperLiveAdapter()
+            await serve(ws, self.context, adapter)
         finally:
             self._handlers.discard(task)
 

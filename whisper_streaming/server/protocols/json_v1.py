@@ -6,6 +6,7 @@ sample rate announced by ``start_recording``. See DESIGN.md section 5.2.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Sequence
@@ -16,26 +17,32 @@ from ...audio import SAMPLE_RATE, Float32Array, decode_frame
 from ...backends.base import Word
 from ...config import TASKS
 from ...exceptions import AudioError, ProtocolError
+from ..session import SessionError, SessionEvent
 from . import load_object, shown
+from .base import Action, Audio, Begin, EndReason, Finish, Send, ServerInfo
 
 __all__ = [
     "ENCODINGS",
     "MAX_SAMPLE_RATE",
     "MIN_SAMPLE_RATE",
+    "Error",
+    "JsonAdapter",
+    "Language",
+    "Partial",
     "Ping",
+    "Pong",
+    "Ready",
     "RecordingConfig",
+    "ServerMessage",
     "StartRecording",
     "StopRecording",
+    "Stopped",
+    "Transcription",
+    "TranscriptWord",
+    "Wait",
     "decode_audio",
-    "error",
-    "language",
     "parse",
-    "partial",
-    "pong",
-    "ready",
-    "stopped",
-    "transcription",
-    "wait",
+    "parse_server_message",
 ]
 
 MAX_PROMPT_CHARS = 1000
@@ -148,69 +155,328 @@ def _dump(message: dict[str, Any]) -> str:
     return json.dumps(message, ensure_ascii=False)
 
 
-def ready(session_id: str, backend: str, model: str) -> str:
-    return _dump(
-        {
-            "type": "ready",
-            "session_id": session_id,
-            "backend": backend,
-            "model": model,
-            "sample_rate": SAMPLE_RATE,
-        }
-    )
+# -- server messages -----------------------------------------------------------------------
 
 
-def wait(minutes: float) -> str:
-    return _dump({"type": "status", "status": "wait", "estimated_wait_minutes": round(minutes, 2)})
+@dataclass(frozen=True, slots=True)
+class Ready:
+    """The connection is admitted; send ``start_recording``."""
 
+    session_id: str
+    backend: str
+    model: str
+    sample_rate: int = SAMPLE_RATE
 
-def error(code: str, message: str) -> str:
-    return _dump({"type": "error", "code": code, "message": message})
-
-
-def pong() -> str:
-    return _dump({"type": "pong"})
-
-
-def stopped() -> str:
-    return _dump({"type": "stopped"})
-
-
-def language(code: str, probability: float | None) -> str:
-    return _dump({"type": "language", "language": code, "probability": probability})
-
-
-def partial(words: Sequence[Word]) -> str:
-    """The unconfirmed tail; replaces the previous partial (empty text clears it)."""
-    text = "".join(w.word for w in words).strip()
-    start = round(words[0].start, 3) if words else None
-    end = round(words[-1].end, 3) if words else None
-    return _dump({"type": "partial", "text": text, "start": start, "end": end})
-
-
-def transcription(
-    segment_id: int, words: Sequence[Word], processing_time_ms: float, *, with_words: bool = True
-) -> str:
-    """Committed text: appended, never revised."""
-    confidence = sum(w.probability for w in words) / len(words) if words else 0.0
-    message: dict[str, Any] = {
-        "type": "transcription",
-        "segment_id": segment_id,
-        "text": "".join(w.word for w in words).strip(),
-        "start": round(words[0].start, 3),
-        "end": round(words[-1].end, 3),
-        "is_final": True,
-        "confidence": round(confidence, 4) if math.isfinite(confidence) else 0.0,
-        "processing_time_ms": round(processing_time_ms, 1),
-    }
-    if with_words:
-        message["words"] = [
+    def serialize(self) -> str:
+        return _dump(
             {
-                "word": w.word.strip(),
-                "start": round(w.start, 3),
-                "end": round(w.end, 3),
-                "probability": round(w.probability, 4),
+                "type": "ready",
+                "session_id": self.session_id,
+                "backend": self.backend,
+                "model": self.model,
+                "sample_rate": self.sample_rate,
             }
-            for w in words
-        ]
-    return _dump(message)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Wait:
+    """The server is full; try again in about ``minutes``."""
+
+    minutes: float
+
+    def serialize(self) -> str:
+        return _dump(
+            {"type": "status", "status": "wait", "estimated_wait_minutes": round(self.minutes, 2)}
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Error:
+    code: str
+    message: str
+
+    def serialize(self) -> str:
+        return _dump({"type": "error", "code": self.code, "message": self.message})
+
+
+@dataclass(frozen=True, slots=True)
+class Pong:
+    def serialize(self) -> str:
+        return _dump({"type": "pong"})
+
+
+@dataclass(frozen=True, slots=True)
+class Stopped:
+    """The recording's final transcript has been sent."""
+
+    def serialize(self) -> str:
+        return _dump({"type": "stopped"})
+
+
+@dataclass(frozen=True, slots=True)
+class Language:
+    language: str
+    probability: float | None
+
+    def serialize(self) -> str:
+        return _dump(
+            {"type": "language", "language": self.language, "probability": self.probability}
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Partial:
+    """The unconfirmed tail; replaces the previous partial (empty text clears it)."""
+
+    text: str
+    start: float | None
+    end: float | None
+
+    @classmethod
+    def of(cls, words: Sequence[Word]) -> Partial:
+        text = "".join(w.word for w in words).strip()
+        start = round(words[0].start, 3) if words else None
+        end = round(words[-1].end, 3) if words else None
+        return cls(text, start, end)
+
+    def serialize(self) -> str:
+        return _dump({"type": "partial", "text": self.text, "start": self.start, "end": self.end})
+
+
+@dataclass(frozen=True, slots=True)
+class TranscriptWord:
+    word: str
+    start: float
+    end: float
+    probability: float
+
+
+@dataclass(frozen=True, slots=True)
+class Transcription:
+    """Committed text: appended, never revised."""
+
+    segment_id: int
+    text: str
+    start: float
+    end: float
+    confidence: float
+    processing_time_ms: float
+    words: tuple[TranscriptWord, ...] | None = None
+
+    @classmethod
+    def of(
+        cls,
+        segment_id: int,
+        words: Sequence[Word],
+        processing_time_ms: float,
+        *,
+        with_words: bool = True,
+    ) -> Transcription:
+        confidence = sum(w.probability for w in words) / len(words) if words else 0.0
+        return cls(
+            segment_id,
+            "".join(w.word for w in words).strip(),
+            round(words[0].start, 3),
+            round(words[-1].end, 3),
+            round(confidence, 4) if math.isfinite(confidence) else 0.0,
+            round(processing_time_ms, 1),
+            tuple(
+                TranscriptWord(
+                    w.word.strip(), round(w.start, 3), round(w.end, 3), round(w.probability, 4)
+                )
+                for w in words
+            )
+            if with_words
+            else None,
+        )
+
+    def serialize(self) -> str:
+        message: dict[str, Any] = {
+            "type": "transcription",
+            "segment_id": self.segment_id,
+            "text": self.text,
+            "start": self.start,
+            "end": self.end,
+            "is_final": True,
+            "confidence": self.confidence,
+            "processing_time_ms": self.processing_time_ms,
+        }
+        if self.words is not None:
+            message["words"] = [
+                {"word": w.word, "start": w.start, "end": w.end, "probability": w.probability}
+                for w in self.words
+            ]
+        return _dump(message)
+
+
+ServerMessage = Ready | Wait | Error | Pong | Stopped | Language | Partial | Transcription
+
+
+def parse_server_message(raw: str) -> ServerMessage:
+    """Parse a server message (for clients).
+
+    Raises:
+        ProtocolError: not a message of this protocol, or a field of the wrong type.
+    """
+    data = load_object(raw, "server message")
+    kind = data.get("type")
+    try:
+        if kind == "ready":
+            return Ready(
+                str(data["session_id"]),
+                str(data["backend"]),
+                str(data["model"]),
+                int(data["sample_rate"]),
+            )
+        if kind == "status" and data.get("status") == "wait":
+            return Wait(float(data["estimated_wait_minutes"]))
+        if kind == "error":
+            return Error(str(data["code"]), str(data["message"]))
+        if kind == "pong":
+            return Pong()
+        if kind == "stopped":
+            return Stopped()
+        if kind == "language":
+            prob = data.get("probability")
+            return Language(str(data["language"]), None if prob is None else float(prob))
+        if kind == "partial":
+            start, end = data.get("start"), data.get("end")
+            return Partial(
+                str(data["text"]),
+                None if start is None else float(start),
+                None if end is None else float(end),
+            )
+        if kind == "transcription":
+            words = data.get("words")
+            return Transcription(
+                int(data["segment_id"]),
+                str(data["text"]),
+                float(data["start"]),
+                float(data["end"]),
+                float(data["confidence"]),
+                float(data["processing_time_ms"]),
+                None
+                if words is None
+                else tuple(
+                    TranscriptWord(
+                        str(w["word"]), float(w["start"]), float(w["end"]), float(w["probability"])
+                    )
+                    for w in words
+                ),
+            )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ProtocolError(f"bad {shown(kind)} message: {exc}") from None
+    raise ProtocolError(f"unknown server message type {shown(kind)}")
+
+
+# -- the server side, without I/O ---------------------------------------------------------
+
+TRAILING_AUDIO_S = 1.0
+"""Audio frames that arrive this soon after stop_recording are the sender's last buffers (a
+browser's audio worklet still delivers what it held): ignored without an error."""
+
+
+class JsonAdapter:
+    """One JSON-protocol connection's state (see :class:`~.base.WireAdapter`). A connection may
+    record several times: ``start_recording`` begins a stream, ``stop_recording`` finishes it,
+    and ``stopped`` follows its final transcript."""
+
+    name = "json"
+    expects_config = False
+
+    def __init__(self) -> None:
+        self.info: ServerInfo | None = None
+        self.recording: RecordingConfig | None = None
+        self.stopping = False
+        self.stopped_at = -math.inf
+        self.trailing_frames = 0  # audio frames ignored after a stop
+        self._recordings = 0
+        self._segment_id = 0
+        self._last_partial: Partial | None = None
+
+    def configure(self, raw: str | bytes) -> None:
+        raise AssertionError("the JSON protocol has no configuration message")
+
+    def session_name(self) -> str:
+        return "json"
+
+    def opened(self, info: ServerInfo) -> list[Action]:
+        self.info = info
+        return [Send(Ready(info.session_id, info.backend, info.model))]
+
+    def receive(self, message: str | bytes, now: float) -> list[Action]:
+        if isinstance(message, bytes):
+            if self.recording is None or self.stopping:
+                if now - self.stopped_at <= TRAILING_AUDIO_S:
+                    self.trailing_frames += 1
+                    return []
+                raise ProtocolError("send start_recording before audio", code="not_started")
+            return [Audio(decode_audio(message, self.recording.encoding))]
+        request = parse(message)
+        if isinstance(request, Ping):
+            return [Send(Pong())]
+        if isinstance(request, StartRecording):
+            if self.recording is not None:
+                raise ProtocolError(
+                    "a recording is already running; send stop_recording first",
+                    code="already_started",
+                )
+            return [self._begin(request.config)]
+        if self.recording is None or self.stopping:
+            raise ProtocolError("no recording to stop", code="not_started")
+        self.stopping = True
+        self.stopped_at = now
+        return [Finish()]
+
+    def _begin(self, config: RecordingConfig) -> Begin:
+        info = self.info
+        assert info is not None, "opened() comes first"
+        options = dataclasses.replace(
+            info.options,
+            language=config.language if info.multilingual else "en",
+            task=config.task if info.multilingual else "transcribe",
+            initial_prompt=config.prompt or info.options.initial_prompt,
+        )
+        self.recording = config
+        self.stopping = False
+        self._recordings += 1
+        self._last_partial = None
+        return Begin(options, config.sample_rate, name=f".{self._recordings}")
+
+    def event(self, event: SessionEvent) -> list[ServerMessage]:
+        if isinstance(event, SessionError):
+            return [Error(event.code, event.message)]
+        out: list[ServerMessage] = []
+        update = event.update
+        with_words = self.recording.word_timestamps if self.recording is not None else True
+        if update.language:
+            out.append(Language(update.language, update.language_probability))
+        if update.committed:
+            ms = 1000 * event.timing.inference_s if event.timing else 0.0
+            out.append(
+                Transcription.of(self._segment_id, update.committed, ms, with_words=with_words)
+            )
+            self._segment_id += 1
+        partial = Partial.of(update.partial)
+        if partial != self._last_partial and (update.partial or self._last_partial is not None):
+            out.append(partial)
+            self._last_partial = partial if update.partial else None
+        if update.final:
+            out.append(Stopped())
+            self.recording = None
+            self.stopping = False
+        return out
+
+    def error(self, code: str, message: str) -> ServerMessage:
+        return Error(code, message)
+
+    def wait(self, minutes: float) -> ServerMessage:
+        return Wait(minutes)
+
+    def farewell(self, reason: EndReason) -> ServerMessage | None:
+        if reason is EndReason.TIME_LIMIT:
+            return Error("time_limit", "maximum connection time reached")
+        if reason is EndReason.IDLE:
+            return Error("idle_timeout", "no audio for too long")
+        return None
