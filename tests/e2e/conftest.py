@@ -54,6 +54,19 @@ def wer(references: list[str], hypotheses: list[str]) -> float:
     return float(jiwer.wer([normalize(r) for r in references], [normalize(h) for h in hypotheses]))
 
 
+def lost_spans(reference: str, hypothesis: str, min_words: int = 6) -> list[str]:
+    """Runs of at least ``min_words`` reference words the hypothesis lacks (deleted, or
+    replaced by fewer words): what lost audio looks like, as opposed to misheard words."""
+    out = jiwer.process_words(normalize(reference), normalize(hypothesis))
+    spans = []
+    for chunk in out.alignments[0]:
+        ref_n = chunk.ref_end_idx - chunk.ref_start_idx
+        hyp_n = chunk.hyp_end_idx - chunk.hyp_start_idx
+        if chunk.type in ("delete", "substitute") and ref_n - hyp_n >= min_words:
+            spans.append(" ".join(out.references[0][chunk.ref_start_idx : chunk.ref_end_idx]))
+    return spans
+
+
 def record(name: str, data: object) -> None:
     """Keep a measurement as a test artifact (test-artifacts/NAME.json)."""
     ARTIFACTS.mkdir(exist_ok=True)

@@ -21,6 +21,7 @@ from tests.e2e.conftest import (
     WER_MARGIN,
     Utterance,
     balanced_groups,
+    lost_spans,
     record,
     speech_wav,
     wer,
@@ -255,6 +256,8 @@ def test_demo_page_transcribes_the_fake_microphone(
             "metrics": metrics,
             "canvas_ink_rows": [tab.ink_rows for tab in tabs],
             "texts": texts,
+            "received_audio_offline_texts": heard_texts,
+            "lost_spans": [lost_spans(r, t) for r, t in zip(refs, texts, strict=True)],
         },
     )
     assert all(tab.ink_rows > 10 for tab in tabs), "a waveform canvas stayed blank"
@@ -268,7 +271,13 @@ def test_demo_page_transcribes_the_fake_microphone(
         assert seconds >= tab.duration_s - TRAILING_SILENCE_S, (seconds, tab.duration_s)
     assert heard_offline_wer <= offline_wer + AUDIO_PATH_LIMIT, (heard_offline_wer, offline_wer)
     # The engine's bound, on the audio the engine streamed.
-    assert stream_wer <= heard_offline_wer + WER_MARGIN, (stream_wer, heard_offline_wer)
+    assert stream_wer <= heard_offline_wer + WER_MARGIN, (
+        stream_wer,
+        heard_offline_wer,
+        [wer([r], [t]) for r, t in zip(refs, texts, strict=True)],
+        [wer([r], [o]) for r, o in zip(refs, heard_texts, strict=True)],
+        [lost_spans(r, t) for r, t in zip(refs, texts, strict=True)],
+    )
 
 
 def test_demo_page_transcribes_a_file_and_explains_microphone_errors(

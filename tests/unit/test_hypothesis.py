@@ -9,6 +9,7 @@ from whisper_streaming.streaming.hypothesis import (
     heard_segments,
     is_hallucination,
     normalize_word,
+    squeezed_tail,
 )
 
 
@@ -167,3 +168,41 @@ def test_drop_committed_keeps_new_speech_that_repeats_the_committed_words() -> N
     committed = words("the quick brown fox jumps over the lazy dog", start=0.0)
     again = words("the quick brown fox jumps over the lazy dog", start=4.6)
     assert drop_committed(again, committed, committed[-1].end) == again
+
+
+def _timed(spec: list[tuple[str, float, float]]) -> tuple[Word, ...]:
+    return tuple(Word(" " + w, s, e, 0.95) for w, s, e in spec)
+
+
+def test_a_sentence_repeated_into_no_time_at_the_end_is_dropped() -> None:
+    """tiny.en on a buffer that ends in a pause (real decode, browser audio): the last sentence
+    again, every word at the same instant, confidently. Only the squeezed copy goes."""
+    real = [
+        ("The", 0.0, 1.42),
+        ("later", 1.42, 1.62),
+        ("traditions", 1.62, 2.26),
+        ("tend", 2.26, 2.88),
+        ("to", 2.88, 2.96),
+        ("extend", 2.96, 3.42),
+        ("the", 3.42, 3.66),
+        ("period.", 3.66, 4.02),
+    ]
+    copy = [(w, 4.02, 4.02) for w, _, _ in real[:6]] + [
+        ("the", 4.02, 4.66),
+        ("period.", 4.66, 4.66),
+    ]
+    assert squeezed_tail(_timed(real + copy)) == len(copy)
+    one_segment = Segment(0.0, 4.66, "", _timed(real + copy), avg_logprob=-0.37)
+    kept = heard_segments([one_segment], no_speech_threshold=0.6, logprob_threshold=-1.0)
+    assert [w.word.strip() for w in kept[0]] == [w for w, _, _ in real]
+    own_segment = [Segment(0.0, 4.02, "", _timed(real)), Segment(4.02, 4.66, "", _timed(copy))]
+    kept = heard_segments(own_segment, no_speech_threshold=0.6, logprob_threshold=-1.0)
+    assert len(kept) == 1 and len(kept[0]) == len(real)
+
+
+def test_real_speech_with_a_few_short_words_is_kept() -> None:
+    # Two squeezed words at the end, or squeezed words followed by real ones: not a tail to drop.
+    assert squeezed_tail(_timed([("a", 0.0, 0.5), ("b", 0.5, 0.5), ("c", 0.5, 0.5)])) == 0
+    spec = [("a", 0.0, 0.0), ("b", 0.0, 0.0), ("c", 0.0, 0.0), ("d", 0.1, 0.5), ("e", 0.5, 0.9)]
+    assert squeezed_tail(_timed(spec)) == 0
+    assert squeezed_tail(()) == 0

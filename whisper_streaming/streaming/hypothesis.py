@@ -24,6 +24,7 @@ __all__ = [
     "heard_segments",
     "is_hallucination",
     "normalize_word",
+    "squeezed_tail",
     "words_text",
 ]
 
@@ -209,7 +210,41 @@ def heard_segments(
             )
             continue
         kept.append([w for w in seg.words if normalize_word(w.word)])
+    drop = squeezed_tail([w for seg_words in kept for w in seg_words])
+    while drop and kept:
+        n = min(drop, len(kept[-1]))
+        logger.debug("dropped squeezed words %r", "".join(w.word for w in kept[-1][-n:]))
+        kept[-1] = kept[-1][: len(kept[-1]) - n]
+        drop -= n
+        if not kept[-1]:
+            kept.pop()
     return kept
+
+
+SQUEEZED_S = 0.02
+"""A word the alignment gives at most this long was placed in (almost) no audio."""
+
+
+def squeezed_tail(words: Sequence[Word]) -> int:
+    """How many of the last ``words`` the decoder invented: a run at the end of a decode of at
+    least three words aligned to no audio (with at most one longer word among them).
+
+    Seen with tiny.en when a buffer ends in a pause: the decoder repeats the last sentence (or
+    makes one up) and the alignment squeezes those words into the last instant, where there is
+    no speech for them ("... extend the period. The later traditions tend to extend the
+    period." with every repeated word at 4.02 s). Their confidence is high, so the segment
+    filters keep them. Real words are seldom squeezed, and never three in a row at the end."""
+    squeezed = longer = drop = 0
+    for i in range(len(words) - 1, -1, -1):
+        if words[i].end - words[i].start <= SQUEEZED_S:
+            squeezed += 1
+            if squeezed >= 3:
+                drop = len(words) - i
+        else:
+            longer += 1
+            if longer > 1:
+                break
+    return drop
 
 
 def first_words(
