@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -18,6 +19,15 @@ REPO = Path(__file__).resolve().parent.parent
 TESTDATA = Path(os.environ.get("WHISPER_STREAMING_TESTDATA", REPO.parent / "shared" / "testdata"))
 TIMEOUT_SCALE = float(os.environ.get("WHISPER_STREAMING_TIMEOUT_SCALE", "1.0"))
 """Every test timeout is multiplied by this; raise it on slow machines."""
+
+
+ARTIFACTS = REPO / "test-artifacts"
+
+
+def record(name: str, data: object) -> None:
+    """Keep a measurement as a test artifact (test-artifacts/NAME.json)."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / f"{name}.json").write_text(json.dumps(data, indent=2))
 
 
 def timeout(seconds: float) -> float:

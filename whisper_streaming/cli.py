@@ -203,7 +203,7 @@ _FALSE = ("0", "false", "no", "off")
 _SERVE_GROUPS = {
     "network and limits": (
         "host port max_clients max_connection_time idle_timeout quiet_flush "
-        "refuse_when_full cors_origins"
+        "refuse_when_full max_load cors_origins"
     ),
     "security": "api_key api_keys_file open_whisperlive ssl_certfile ssl_keyfile",
     "model and compute": "model backend device compute_type workers cpu_threads batch_size",
@@ -344,6 +344,14 @@ def serve_main(argv: Sequence[str] | None = None) -> int:
         help="behind a load balancer: answer a new WebSocket with HTTP 503 when every slot is "
         "taken (the balancer tries another instance) instead of WAIT",
     )
+    parser.add_argument(
+        "--max-load",
+        type=float,
+        default=0.9,
+        metavar="SHARE",
+        help="tell a new session to WAIT when one more live session would use more than this "
+        "share of the model's capacity, so the running ones stay real time (default 0.9; 0: off)",
+    )
     parser.add_argument("--ssl-certfile", metavar="PEM", help="serve TLS: certificate chain")
     parser.add_argument("--ssl-keyfile", metavar="PEM", help="serve TLS: private key")
     _add_model_args(parser)
@@ -385,6 +393,7 @@ def serve_main(argv: Sequence[str] | None = None) -> int:
                 api_keys=tuple(api_keys),
                 open_whisperlive=args.open_whisperlive,
                 refuse_when_full=args.refuse_when_full,
+                max_load=args.max_load,
             ),
             max_batch_size=args.batch_size,
             ssl_certfile=args.ssl_certfile,

@@ -228,6 +228,11 @@ class ServerOptions:
         refuse_when_full: answer a new WebSocket with HTTP 503 before the upgrade when every
             slot is taken (behind a load balancer, which then tries another instance), instead
             of accepting it and answering WAIT.
+        max_load: a new WebSocket session is told to WAIT when one more real-time session
+            would use more than this share of the model's capacity (measured: the model time
+            the live sessions used over the last 20 s, per worker), so the running ones stay
+            real time; ``max_clients`` stays the ceiling. Clients sending faster than real time
+            (files) do not count: they use idle time and yield to live ones. 0 turns it off.
         open_whisperlive: with ``api_keys``, leave the WhisperLive path open to clients without
             a key (the stock WhisperLive client cannot send a header; it can send
             ``?token=KEY`` only through its port argument, ``port="9090/?token=KEY"``).
@@ -250,6 +255,7 @@ class ServerOptions:
     api_keys: tuple[str, ...] = ()
     open_whisperlive: bool = False
     refuse_when_full: bool = False
+    max_load: float = 0.9
 
     def __post_init__(self) -> None:
         _require(self.max_clients >= 1, f"max_clients must be >= 1, got {self.max_clients}")
@@ -269,6 +275,7 @@ class ServerOptions:
             self.max_backlog_s >= 35.0,
             f"max_backlog_s must be >= 35 (a 30 s window and more), got {self.max_backlog_s}",
         )
+        _require(0.0 <= self.max_load <= 10.0, f"max_load must be 0..10, got {self.max_load}")
         _require(
             self.max_bad_frames >= 1, f"max_bad_frames must be >= 1, got {self.max_bad_frames}"
         )

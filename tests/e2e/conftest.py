@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json
 import os
 import wave
 from dataclasses import dataclass
@@ -18,7 +17,6 @@ from whisper_streaming.audio import SAMPLE_RATE, decode_file, float32_to_pcm16
 from whisper_streaming.backends import load_backend
 from whisper_streaming.backends.base import ASRBackend, InferenceRequest, Transcription
 
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 _normalizer = EnglishTextNormalizer()
 
 WER_MARGIN = 0.015
@@ -65,12 +63,6 @@ def lost_spans(reference: str, hypothesis: str, min_words: int = 6) -> list[str]
         if chunk.type in ("delete", "substitute") and ref_n - hyp_n >= min_words:
             spans.append(" ".join(out.references[0][chunk.ref_start_idx : chunk.ref_end_idx]))
     return spans
-
-
-def record(name: str, data: object) -> None:
-    """Keep a measurement as a test artifact (test-artifacts/NAME.json)."""
-    ARTIFACTS.mkdir(exist_ok=True)
-    (ARTIFACTS / f"{name}.json").write_text(json.dumps(data, indent=2))
 
 
 @dataclass(frozen=True)

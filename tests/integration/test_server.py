@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from tests.conftest import free_port, timeout
+from tests.conftest import free_port, record, timeout
 from tests.integration.conftest import (
     expected_text,
     final_text,
@@ -35,6 +35,7 @@ from whisper_streaming import ScriptedBackend, Transcription
 from whisper_streaming.backends import timeline_from_text
 from whisper_streaming.backends.base import InferenceRequest, RequestKind
 from whisper_streaming.exceptions import BackendError
+from whisper_streaming.server.protocols.whisperlive import TranscriptAccumulator, WireSegment
 
 TIME = re.compile(r"^\d+\.\d{3}$")
 
@@ -761,3 +762,95 @@ def test_health_is_readiness_full_and_draining_instances_say_503() -> None:
         messages = receive_all(ws, wait_s=20)
         assert ws.close_code == 1001 and final_text(messages) == expected_text(2.0)
         shutdown.result(timeout(30))
+
+
+def test_a_new_session_waits_while_live_ones_use_the_model_but_not_for_a_file() -> None:
+    """Admission by load (--max-load): a live session whose decodes take half the model's time
+    leaves no room for a second one at 0.9 (WAIT, though --max-clients has room); a client
+    sending a file at full speed does not count, so it never keeps a live session out."""
+    # One worker; a decode every 0.5 s of audio takes 0.25 s: half the model per live session.
+    backend = timeline_backend(delay_s=0.25)
+    with running_server(backend, max_clients=8, max_load=0.9) as srv:
+        fast, _ = open_session(srv.url, uid="file")
+        send_audio(fast, tone_bytes(30.0))  # as fast as it is taken
+        live, _ = open_session(srv.url, uid="live")
+        started = time.monotonic()
+        frame = tone_bytes(0.1)
+        for i in range(70):  # 7 s in real time
+            live.send(frame)
+            time.sleep(max(0.0, started + (i + 1) * 0.1 - time.monotonic()))
+        late, reply = open_session(srv.url, uid="late")
+        assert reply["status"] == "WAIT", reply
+        assert late.close_code is None or late.close_code == 1013
+        status = srv.status()
+        assert status["current_clients"] == 2 and status["total_refused"] == 1, status
+        for ws in (live, fast):
+            ws.send(b"END_OF_AUDIO")
+        assert final_text(receive_all(live)) == expected_text(7.0)
+        assert final_text(receive_all(fast)) == expected_text(30.0)
+        # Nobody live any more: admitted again.
+        assert stream_tone(srv.url, "after") == expected_text(2.0)
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        line = next(x for x in f if x.startswith("VmRSS:"))
+    return int(line.split()[1]) / 1024
+
+
+def test_a_long_stream_sent_as_fast_as_taken_is_complete_with_bounded_memory() -> None:
+    """A long stream (20 minutes here; an hour under make stress) sent as fast as the server
+    takes it: the server stops reading while the backlog is over max_backlog_s (TCP slows the
+    client), so the session's buffer and the process's memory stay bounded, and every word
+    arrives."""
+    seconds = float(os.environ.get("WHISPER_STREAMING_LONG_STREAM_S", "1200"))
+    words = int(seconds * 2)  # one word per 0.5 s
+    timeline = timeline_from_text(" ".join(f"w{i}" for i in range(words)), word_s=0.4, gap_s=0.1)
+    backend = ScriptedBackend(timeline=timeline, model_name="tiny.en", keep_requests=10)
+    with running_server(backend, max_backlog_s=40.0) as srv:
+        ws, _ = open_session(srv.url, uid="long")
+        transcript = TranscriptAccumulator()  # not every message: this process is the server's
+
+        def receive() -> None:
+            try:
+                while True:
+                    message = json.loads(ws.recv(timeout(120)))
+                    segments = message.get("segments", [])
+                    transcript.add([WireSegment.from_json(s) for s in segments])
+            except ConnectionClosed:
+                pass
+
+        reader = threading.Thread(target=receive)
+        reader.start()
+        frame = tone_bytes(0.5)
+        rss_before = _rss_mb()
+        rss_max = rss_before
+        started = time.monotonic()
+        for i in range(int(seconds * 2)):
+            ws.send(frame)
+            if i % 200 == 0:
+                rss_max = max(rss_max, _rss_mb())
+        ws.send(b"END_OF_AUDIO")
+        reader.join(timeout(300))
+        elapsed = time.monotonic() - started
+        buffer = srv.server.context.metrics.buffer_seconds  # type: ignore[union-attr]
+        buckets = {
+            s.labels["le"]: s.value
+            for s in buffer.collect()[0].samples
+            if s.name.endswith("_bucket")
+        }
+    text = transcript.text.split()
+    assert text == [f"w{i}" for i in range(words)], (len(text), words)
+    # No decode ever found more than the backlog limit (+ one 30 s window) in the buffer.
+    assert buckets["60.0"] == buckets["+Inf"] > 0, buckets
+    assert rss_max - rss_before < 60, (rss_before, rss_max)
+    record(
+        "long_stream",
+        {
+            "audio_s": seconds,
+            "wall_s": round(elapsed, 1),
+            "rss_mb_before": round(rss_before),
+            "rss_mb_max": round(rss_max),
+            "buffer_seconds_buckets": buckets,
+        },
+    )

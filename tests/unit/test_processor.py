@@ -312,7 +312,7 @@ def test_vad_silence_never_reaches_the_model() -> None:
     for _ in range(20):
         proc.insert_audio(silence(1.0))
         assert proc.next_request() is None
-    assert proc.finish().final and backend.requests == []
+    assert proc.finish().final and not backend.requests
 
 
 def test_flush_finalizes_without_ending_the_stream() -> None:

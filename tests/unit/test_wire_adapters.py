@@ -11,6 +11,7 @@ import pytest
 from whisper_streaming.backends.base import Word
 from whisper_streaming.config import ProcessorOptions
 from whisper_streaming.exceptions import ProtocolError
+from whisper_streaming.server.protocols import MAX_AUDIO_FRAME_BYTES
 from whisper_streaming.server.protocols import json_v1 as jp
 from whisper_streaming.server.protocols import whisperlive as wl
 from whisper_streaming.server.protocols.base import (
@@ -297,3 +298,20 @@ def test_parsing_a_message_of_no_protocol_is_a_protocol_error() -> None:
         jp.parse_server_message('{"type": "transcription", "text": "no times"}')
     with pytest.raises(ProtocolError):
         wl.parse_server_message('{"uid": "u", "something": 1}')
+
+
+def test_each_protocol_caps_its_audio_frames_with_a_clear_error() -> None:
+    """A frame over MAX_AUDIO_FRAME_BYTES is refused (saying how much audio it held), not decoded;
+    the session goes on."""
+    big = bytes(MAX_AUDIO_FRAME_BYTES + 4)
+    wl_adapter = whisperlive_adapter()
+    wl_adapter.opened(INFO)
+    with pytest.raises(ProtocolError, match=r"~16 s of audio\) is over the limit") as info:
+        wl_adapter.receive(big, 0.0)
+    assert info.value.code == "frame_too_large"
+    assert isinstance(wl_adapter.receive(bytes(MAX_AUDIO_FRAME_BYTES), 0.0)[0], Audio)
+    json_side = json_adapter()
+    json_side.receive(start(48000), 0.0)
+    with pytest.raises(ProtocolError, match=r"~11 s of audio") as info:
+        json_side.receive(big, 0.0)
+    assert info.value.code == "frame_too_large"

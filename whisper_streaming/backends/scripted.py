@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 
 from .base import InferenceRequest, Segment, Transcription, Word
@@ -42,6 +43,8 @@ class ScriptedBackend:
         timeline: words with absolute stream times; a request gets those inside its window.
         delay_s: sleep this long in each call, to mimic inference time.
         max_concurrency: how many threads may call it at once.
+        keep_requests: how many of the latest requests ``requests`` keeps (None: all; each
+            holds its audio, so a long stream needs a limit).
 
     Attributes:
         requests: every request received, in order.
@@ -58,6 +61,7 @@ class ScriptedBackend:
         delay_s: float = 0.0,
         max_concurrency: int = 1,
         model_name: str = "scripted",
+        keep_requests: int | None = None,
     ) -> None:
         self._responses = list(responses)
         self._responder = responder
@@ -65,7 +69,7 @@ class ScriptedBackend:
         self.delay_s = delay_s
         self.max_concurrency = max_concurrency
         self.model_name = model_name
-        self.requests: list[InferenceRequest] = []
+        self.requests: deque[InferenceRequest] = deque(maxlen=keep_requests)
         self._lock = threading.Lock()
 
     def transcribe(self, request: InferenceRequest) -> Transcription:

@@ -51,13 +51,14 @@ class ClientManager:
         """Sessions being served now."""
         return len(self._started)
 
-    def try_admit(self, client_id: str) -> Admission:
-        """Admit the client if there is room; otherwise say how long to wait."""
+    def try_admit(self, client_id: str, *, busy: bool = False) -> Admission:
+        """Admit the client if there is room (and the model is not ``busy``: the live sessions
+        use all it has); otherwise say how long to wait."""
         if client_id in self._started:
             raise KeyError(f"client {client_id!r} is already being served")
-        if len(self._started) >= self.max_clients:
+        if len(self._started) >= self.max_clients or busy:
             self.total_refused += 1
-            return Admission(False, self.estimated_wait_minutes())
+            return Admission(False, self.estimated_wait_minutes(full=True))
         now = self._clock()
         self._started[client_id] = now
         self.total_admitted += 1
@@ -67,9 +68,10 @@ class ClientManager:
         """The client's session ended (normally or not). Idempotent."""
         self._started.pop(client_id, None)
 
-    def estimated_wait_minutes(self) -> float:
-        """Minutes until the earliest session reaches its time limit (0 if there is room)."""
-        if len(self._started) < self.max_clients or not self._started:
+    def estimated_wait_minutes(self, *, full: bool = False) -> float:
+        """Minutes until the earliest session reaches its time limit (0 if there is room;
+        ``full``: as if there were none)."""
+        if (len(self._started) < self.max_clients and not full) or not self._started:
             return 0.0
         now = self._clock()
         earliest_end = min(self._started.values()) + self.max_connection_time_s

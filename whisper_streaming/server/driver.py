@@ -155,9 +155,18 @@ class _Driver:
         ctx = self.ctx
         self.session_id = ctx.new_session_id(self.adapter.session_name())
         self.log = SessionLogger(logger, {"session": self.session_id})
-        admission = ctx.manager.try_admit(self.session_id)
+        load = ctx.scheduler.load.overloaded(ctx.options.max_load) if ctx.options.max_load else None
+        admission = ctx.manager.try_admit(self.session_id, busy=load is not None)
         if not admission.admitted:
-            self.log.info("refused: %d clients already", ctx.manager.current_clients)
+            if load is not None:
+                self.log.info(
+                    "refused: %d live session(s) use %.0f%% of the model; one more: %.0f%%",
+                    load.realtime_sessions,
+                    100 * load.used / load.capacity,
+                    100 * load.with_one_more,
+                )
+            else:
+                self.log.info("refused: %d clients already", ctx.manager.current_clients)
             ctx.metrics.refused_total.inc()
             await self._refuse(
                 self.adapter.wait(admission.wait_minutes), CloseCode.TRY_AGAIN_LATER, "server full"

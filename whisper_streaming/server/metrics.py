@@ -57,6 +57,13 @@ class ServerMetrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        self.buffer_seconds = Histogram(
+            "whisper_streaming_buffer_seconds",
+            "Audio a session's processor holds when a decode returns (its memory): bounded by "
+            "max_buffer_s for live audio and by max_backlog_s for a client sending faster.",
+            buckets=(1.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 180.0, 300.0, 600.0),
+            registry=r,
+        )
         self.loop_lag = Histogram(
             "whisper_streaming_event_loop_lag_seconds",
             "How late a 250 ms timer on the event loop fires (work that blocks the loop).",

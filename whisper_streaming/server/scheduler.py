@@ -19,6 +19,7 @@ from typing import Protocol
 
 from ..backends.base import ASRBackend, InferenceRequest, Transcription
 from ..exceptions import BackendError
+from .load import LoadMeter
 
 __all__ = ["InferenceJob", "Scheduler", "Timing"]
 
@@ -76,6 +77,7 @@ class Scheduler:
         self._tasks: list[asyncio.Task[None]] = []
         self._executor: ThreadPoolExecutor | None = None
         self._stopping = False
+        self.load = LoadMeter(self.workers)  # what live sessions use of the model
         self.restarts = 0  # workers replaced after an unexpected error
 
     @property
@@ -134,6 +136,7 @@ class Scheduler:
     def remove(self, job: InferenceJob) -> None:
         """Forget the job (its session ended); a request in flight is discarded on delivery."""
         self._ready.pop(job.job_id, None)
+        self.load.forget(job.job_id)
 
     async def _notify_all(self) -> None:
         assert self._wakeup is not None
@@ -184,6 +187,7 @@ class Scheduler:
             results = [error] * len(batch)
         for (job, request, queued_s), result in zip(batch, results, strict=True):
             self._busy.discard(job.job_id)
+            self.load.busy(job.job_id, elapsed / len(batch))
             try:
                 job.deliver(request, result, Timing(queued_s, elapsed, len(batch)))
                 self.notify(job)

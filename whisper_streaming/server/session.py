@@ -180,6 +180,7 @@ class StreamSession:
         self._samples += samples.shape[0]
         self._arrivals.append((self._samples, now))
         self.last_audio_at = now
+        self._scheduler.load.audio(self.session_id, samples.shape[0] / SAMPLE_RATE)
         if self._metrics is not None:
             self._metrics.audio_seconds.inc(samples.shape[0] / SAMPLE_RATE)
         self._flushed = False
@@ -338,6 +339,7 @@ class StreamSession:
             self._metrics.inference_seconds.inc(timing.inference_s / timing.batch_size)
             self._metrics.decode_seconds.labels(request.kind.value).observe(timing.inference_s)
             self._metrics.lag_seconds.observe(lag_s)
+            self._metrics.buffer_seconds.observe(self.processor.buffer_duration_s)
         if logger.isEnabledFor(logging.DEBUG):
             info = result if isinstance(result, Transcription) else Transcription()
             logger.debug(

@@ -7,9 +7,35 @@ from typing import Any
 
 from ...exceptions import ProtocolError
 
-__all__ = ["MAX_TEXT_CHARS", "load_object", "printable", "shown"]
+__all__ = [
+    "MAX_AUDIO_FRAME_BYTES",
+    "MAX_TEXT_CHARS",
+    "check_frame",
+    "load_object",
+    "printable",
+    "shown",
+]
 
 MAX_TEXT_CHARS = 65_536  # a client's JSON message; real ones are a few hundred characters
+MAX_AUDIO_FRAME_BYTES = 2**20
+"""One binary audio frame (16 s of float32 at 16 kHz, 11 s of 16-bit PCM at 48 kHz); clients
+send 0.1-0.3 s per frame. A larger one is refused with an error: it would hold up the session's
+audio path (decoding, resampling and the speech detector take it whole)."""
+
+
+def check_frame(data: bytes, bytes_per_second: int) -> None:
+    """Refuse an audio frame over :data:`MAX_AUDIO_FRAME_BYTES`, saying how much audio it held.
+
+    Raises:
+        ProtocolError: ``frame_too_large``.
+    """
+    if len(data) > MAX_AUDIO_FRAME_BYTES:
+        raise ProtocolError(
+            f"audio frame of {len(data)} bytes (~{len(data) / bytes_per_second:.0f} s of audio) is "
+            f"over the limit of {MAX_AUDIO_FRAME_BYTES} bytes; send at most a few seconds per "
+            "frame (0.1-1 s is usual); this frame was not used",
+            code="frame_too_large",
+        )
 
 
 def load_object(raw: str, what: str) -> dict[str, Any]:

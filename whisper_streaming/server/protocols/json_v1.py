@@ -18,7 +18,7 @@ from ...backends.base import Word
 from ...config import TASKS
 from ...exceptions import AudioError, ProtocolError
 from ..session import SessionError, SessionEvent
-from . import load_object, shown
+from . import check_frame, load_object, shown
 from .base import Action, Audio, Begin, EndReason, Finish, Send, ServerInfo
 
 __all__ = [
@@ -412,7 +412,9 @@ class JsonAdapter:
                     self.trailing_frames += 1
                     return []
                 raise ProtocolError("send start_recording before audio", code="not_started")
-            return [Audio(decode_audio(message, self.recording.encoding))]
+            config = self.recording
+            check_frame(message, config.sample_rate * (4 if config.encoding == "float32le" else 2))
+            return [Audio(decode_audio(message, config.encoding))]
         request = parse(message)
         if isinstance(request, Ping):
             return [Send(Pong())]

@@ -13,12 +13,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ...audio import Float32Array, decode_frame
+from ...audio import SAMPLE_RATE, Float32Array, decode_frame
 from ...config import TASKS
 from ...exceptions import AudioError, ProtocolError
 from ...streaming.segments import SegmentBuilder, TranscriptSegment
 from ..session import SessionError, SessionEvent
-from . import load_object, shown
+from . import check_frame, load_object, shown
 from .base import Action, Audio, Begin, EndReason, Finish, Send, ServerInfo
 
 __all__ = [
@@ -437,6 +437,7 @@ class WhisperLiveAdapter:
         if message == END_OF_AUDIO:
             self._ended = True
             return [Finish(last=True)]
+        check_frame(message, SAMPLE_RATE * (4 if self.config.audio_format == "float32" else 2))
         return [Audio(decode_audio(message, self.config.audio_format))]
 
     def event(self, event: SessionEvent) -> list[ServerMessage]:
