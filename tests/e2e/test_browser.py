@@ -13,16 +13,14 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.conftest import timeout
+from tests.conftest import ARTIFACTS, record, timeout
 from tests.e2e.conftest import (
-    ARTIFACTS,
     AUDIO_PATH_LIMIT,
     JFK,
     WER_MARGIN,
     Utterance,
     balanced_groups,
     lost_spans,
-    record,
     speech_wav,
     wer,
 )

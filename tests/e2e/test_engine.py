@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.e2e.conftest import WER_MARGIN, Utterance, normalize, record, wer
+from tests.conftest import record
+from tests.e2e.conftest import WER_MARGIN, Utterance, normalize, wer
 from whisper_streaming import ProcessorOptions, ScriptedBackend, Transcription, load_backend
 from whisper_streaming.audio import SAMPLE_RATE, decode_file
 from whisper_streaming.backends.base import (

@@ -12,15 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, timeout
-from tests.e2e.conftest import (
-    SERVER_WER_MARGIN,
-    WER_MARGIN,
-    Utterance,
-    record,
-    speech_wav,
-    wer,
-)
+from tests.conftest import REPO, record, timeout
+from tests.e2e.conftest import SERVER_WER_MARGIN, WER_MARGIN, Utterance, speech_wav, wer
 from tests.integration.conftest import RunningServer, running_server
 from whisper_streaming import ProcessorOptions, load_backend
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, run_python, timeout
-from tests.e2e.conftest import JFK, WER_MARGIN, Utterance, balanced_groups, record, wer
+from tests.conftest import REPO, record, run_python, timeout
+from tests.e2e.conftest import JFK, WER_MARGIN, Utterance, balanced_groups, wer
 from tests.integration.conftest import RunningServer, running_server
 from whisper_streaming import ProcessorOptions, load_backend
 from whisper_streaming.audio import decode_file
