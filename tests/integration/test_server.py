@@ -598,7 +598,9 @@ def test_a_hundred_abrupt_disconnects_leak_nothing() -> None:
         return threading.active_count(), fds, int(srv.call(tasks()))
 
     with running_server(max_clients=4) as srv:
+        stream_tone(srv.url, "warm-up")  # the first session's one-off allocations
         before = census(srv)
+        rss_before = _rss_mb()
         for i in range(100):
             if i % 2:
                 sock = _raw_ws(srv.port, "/")
@@ -623,7 +625,10 @@ def test_a_hundred_abrupt_disconnects_leak_nothing() -> None:
         while not settled(after := census(srv)) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert settled(after), (before, after)
+        rss_after = _rss_mb()
+        assert rss_after - rss_before < 20, (rss_before, rss_after)
         assert stream_tone(srv.url, "after") == expected_text(2.0)
+    record("disconnects", {"count": 100, "rss_mb_before": rss_before, "rss_mb_after": rss_after})
 
 
 def test_sigterm_flushes_open_sessions_and_the_process_exits() -> None:
@@ -852,5 +857,86 @@ def test_a_long_stream_sent_as_fast_as_taken_is_complete_with_bounded_memory() -
             "rss_mb_before": round(rss_before),
             "rss_mb_max": round(rss_max),
             "buffer_seconds_buckets": buckets,
+        },
+    )
+
+
+def _long_timeline_backend(seconds: float) -> tuple[ScriptedBackend, list[str]]:
+    """A backend that hears one word per 0.5 s for ``seconds``, and those words."""
+    words = [f"w{i}" for i in range(int(seconds * 2))]
+    timeline = timeline_from_text(" ".join(words), word_s=0.4, gap_s=0.1)
+    return ScriptedBackend(timeline=timeline, model_name="tiny.en", keep_requests=10), words
+
+
+def _paced_session_s(url: str, uid: str, expected: str, seconds: float = 3.0) -> float:
+    """Stream a tone in real time; how long the final transcript (``expected``) took after
+    END_OF_AUDIO."""
+    ws, _ = open_session(url, uid=uid)
+    frame = tone_bytes(0.1)
+    started = time.monotonic()
+    for i in range(int(seconds * 10)):
+        ws.send(frame)
+        time.sleep(max(0.0, started + (i + 1) * 0.1 - time.monotonic()))
+    ws.send(b"END_OF_AUDIO")
+    ended = time.monotonic()
+    assert final_text(receive_all(ws)) == expected
+    return time.monotonic() - ended
+
+
+def test_a_client_that_never_reads_stays_bounded_and_others_keep_their_pace() -> None:
+    """A fast writer that never reads (a tiny receive window) sends 20 minutes of audio (an
+    hour under make stress):
+    the server stops reading it at the backlog limit and holds its unsent messages in the
+    socket's buffers and at most MAX_QUEUED_EVENTS more (then drops it: unit-tested in
+    test_event_queue), so its memory stays bounded; a live session beside it finishes as fast
+    as it does alone."""
+    seconds = float(os.environ.get("WHISPER_STREAMING_LONG_STREAM_S", "1200"))
+    backend, words = _long_timeline_backend(seconds)
+    expected = " ".join(words[:6])  # the words of the first 3 s
+    with running_server(backend, max_backlog_s=40.0, max_clients=4) as srv:
+        alone_s = _paced_session_s(srv.url, "alone", expected)
+        rss_before = _rss_mb()
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.settimeout(timeout(10))
+        sock.connect(("127.0.0.1", srv.port))
+        sock.sendall(
+            f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{srv.port}\r\nUpgrade: websocket\r\n"
+            "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+        )
+        assert sock.recv(4096).startswith(b"HTTP/1.1 101")
+        config = {"uid": "never-reads", "use_vad": False, "word_timestamps": True}
+        sock.sendall(_frame(json.dumps(config)))
+        beside: list[float] = []
+        pacer = threading.Thread(
+            target=lambda: beside.append(_paced_session_s(srv.url, "paced", expected))
+        )
+        pacer.start()
+        frame = _frame(tone_bytes(0.5))
+        rss_max = rss_before
+        sent_s = 0.0
+        try:
+            for i in range(int(seconds * 2)):  # never reading a byte
+                sock.sendall(frame)
+                sent_s += 0.5
+                if i % 100 == 0:
+                    rss_max = max(rss_max, _rss_mb())
+            cut_off = False
+        except (ConnectionError, TimeoutError, OSError):
+            cut_off = True
+        pacer.join(timeout(60))
+        sock.close()
+        assert srv.wait_for_clients(0) == 0
+    assert beside and beside[0] <= alone_s + 1.0, (alone_s, beside)
+    assert rss_max - rss_before < 60, (rss_before, rss_max)
+    record(
+        "slow_reader",
+        {
+            "audio_sent_s": sent_s,
+            "cut_off": cut_off,
+            "rss_mb_before": round(rss_before),
+            "rss_mb_max": round(rss_max),
+            "paced_session_final_after_end_s": {"alone": alone_s, "beside": beside[0]},
         },
     )
