@@ -940,3 +940,39 @@ def test_a_client_that_never_reads_stays_bounded_and_others_keep_their_pace() ->
             "paced_session_final_after_end_s": {"alone": alone_s, "beside": beside[0]},
         },
     )
+
+
+def test_an_inference_worker_that_dies_under_load_is_replaced_and_no_session_notices(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Three sessions stream while a bug kills one of the two inference workers before it
+    served the sessions it took: it is logged and restarted, those sessions are scheduled again,
+    and every session gets its whole transcript."""
+    from whisper_streaming.server.scheduler import Scheduler
+
+    real = Scheduler._serve
+    calls = 0
+
+    async def dying(self: Scheduler, taken: Any) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 3:  # the worker dies before serving the sessions it took
+            raise RuntimeError("injected worker fault")
+        await real(self, taken)
+
+    monkeypatch.setattr(Scheduler, "_serve", dying)
+    backend = timeline_backend(delay_s=0.02, max_concurrency=2)
+    with running_server(backend, max_clients=4) as srv:
+        results: dict[str, str] = {}
+        threads = [
+            threading.Thread(target=lambda u=uid: results.update({u: stream_tone(srv.url, u, 3.0)}))
+            for uid in ("a", "b", "c")
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout(60))
+        scheduler = srv.server.context.scheduler  # type: ignore[union-attr]
+        assert scheduler.restarts == 1 and scheduler.alive_workers == 2
+    assert calls > 3
+    assert results == {uid: expected_text(3.0) for uid in ("a", "b", "c")}, results

@@ -56,6 +56,10 @@ class InferenceJob(Protocol):
         ...
 
 
+MAX_WORKER_DEATHS = 3
+"""A session in the batch of this many dying workers is not scheduled again (it kills them)."""
+
+
 class Scheduler:
     """Runs sessions' requests on a shared backend.
 
@@ -78,6 +82,7 @@ class Scheduler:
         self._executor: ThreadPoolExecutor | None = None
         self._stopping = False
         self.load = LoadMeter(self.workers)  # what live sessions use of the model
+        self._deaths: dict[str, int] = {}  # workers that died with the session in their batch
         self.restarts = 0  # workers replaced after an unexpected error
 
     @property
@@ -136,6 +141,7 @@ class Scheduler:
     def remove(self, job: InferenceJob) -> None:
         """Forget the job (its session ended); a request in flight is discarded on delivery."""
         self._ready.pop(job.job_id, None)
+        self._deaths.pop(job.job_id, None)
         self.load.forget(job.job_id)
 
     async def _notify_all(self) -> None:
@@ -159,9 +165,31 @@ class Scheduler:
             taken = await self._take()
             try:
                 await self._serve(taken)
+            except BaseException:
+                self._orphaned([job for job, _ in taken])
+                raise
             finally:  # whatever happened, these sessions can be scheduled again
                 for job, _ in taken:
                     self._busy.discard(job.job_id)
+
+    def _orphaned(self, jobs: list[InferenceJob]) -> None:
+        """This worker is dying with these sessions taken: schedule them again after a pause
+        (they would wait for their next audio otherwise, and after the end of audio there is
+        none), unless a session was in the batch of ``MAX_WORKER_DEATHS`` dying workers: then
+        it is the cause, and it is left to its own timeout."""
+        if self._stopping:
+            return
+        loop = asyncio.get_running_loop()
+        for job in jobs:
+            deaths = self._deaths[job.job_id] = self._deaths.get(job.job_id, 0) + 1
+            if deaths >= MAX_WORKER_DEATHS:
+                logger.error(
+                    "session %s was in %d dying workers' batches; not scheduled again",
+                    job.job_id,
+                    deaths,
+                )
+                continue
+            loop.call_later(0.5 * deaths, self.notify, job)
 
     async def _serve(self, taken: list[tuple[InferenceJob, float]]) -> None:
         loop = asyncio.get_running_loop()
