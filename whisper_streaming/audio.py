@@ -5,11 +5,9 @@ Everything inside the package works on mono float32 samples in [-1, 1] at :data:
 
 from __future__ import annotations
 
-import functools
-import math
 import os
 import struct
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 import numpy.typing as npt
@@ -108,7 +106,7 @@ def check_samples(samples: npt.ArrayLike) -> Float32Array:
 
 
 def resample(samples: npt.ArrayLike, from_rate: int, to_rate: int = SAMPLE_RATE) -> Float32Array:
-    """Resample mono audio in one go (the same band-limited filter as :class:`StreamingResampler`).
+    """Resample mono audio in one go (the same filter as :class:`StreamingResampler`).
 
     Raises:
         AudioError: a rate is not positive.
@@ -120,111 +118,49 @@ def resample(samples: npt.ArrayLike, from_rate: int, to_rate: int = SAMPLE_RATE)
     return np.concatenate([resampler.process(arr), resampler.flush()])
 
 
-_MAX_PHASES = 1024
-_KAISER_BETA = 8.6
-
-
-@functools.lru_cache(maxsize=16)
-def _filter_bank(from_rate: int, to_rate: int, zero_crossings: int) -> tuple[int, Float32Array]:
-    """The windowed-sinc weights of :class:`StreamingResampler`, shared by its instances.
-
-    Returns the kernel's half-width in input samples and one row of weights per phase (the
-    fractional part of an output's position in the input). Positions repeat with period
-    ``to_rate / gcd``: 1 phase for 48 kHz, 160 for 44.1 kHz. Odd rates (16000 phases for
-    47999 Hz) are rounded to the nearest of 1024 phases, under 1/2048 of an input sample.
-    """
-    cutoff = 0.97 * min(1.0, to_rate / from_rate)  # fraction of the input's Nyquist rate
-    half = int(np.ceil(zero_crossings / cutoff))
-    taps = np.arange(-half + 1, half + 1)
-    count = min(to_rate // math.gcd(from_rate, to_rate), _MAX_PHASES)
-    t = (np.arange(count) / count)[:, None] - taps[None, :]
-    w = cutoff * np.sinc(cutoff * t)
-    w *= np.i0(_KAISER_BETA * np.sqrt(np.clip(1 - (t / half) ** 2, 0, 1))) / np.i0(_KAISER_BETA)
-    w /= w.sum(axis=1, keepdims=True)  # exact gain 1 at DC
-    table: Float32Array = w.astype(np.float32)
-    table.flags.writeable = False
-    return half, table
-
-
 class StreamingResampler:
-    """Band-limited resampler for a stream of chunks, without SciPy.
+    """Band-limited resampler for a stream of chunks: libsoxr's streaming resampler (``soxr``,
+    "HQ" quality), which filters out what the new rate cannot carry (a 48 kHz microphone's
+    8-24 kHz content would otherwise fold into the speech band) with bounded memory.
 
-    Each output sample is a windowed-sinc (Kaiser, beta 8.6) interpolation of the input around
-    its position, with the cutoff at 0.97 of the lower Nyquist rate: flat to 7.3 kHz at 16 kHz
-    (-0.1 dB; Whisper's mel filters reach 8 kHz), -17 dB at 8 kHz, below -85 dB from 8.6 kHz.
-    Downsampling therefore filters out what the new rate cannot carry: a 48 kHz microphone's
-    8-24 kHz content would otherwise fold into the speech band (plain linear interpolation turns a
-    12 kHz tone at 48 kHz into a 4 kHz tone at full strength, -2 dB at 44.1 kHz). The output
-    lags the input by about ``zero_crossings`` samples of the lower rate (2 ms at 16 kHz):
-    :meth:`flush` returns that tail at the end.
+    Chosen over a hand-written numpy resampler by measurement (``python -m bench.resampler``,
+    48 -> 16 kHz in 4096-sample chunks): 42x less CPU (0.27 against 11.3 ms per second of
+    audio), a tone's error -134 to -140 dB against -98 to -122 dB, aliases -136 dB against
+    -94 dB. The output lags the input by the filter's delay; :meth:`flush` returns that tail
+    at the end, so the output has exactly ``round(n * to / from)`` samples.
 
     Chunks may have any size; the output does not depend on how the input was split.
     """
 
-    def __init__(
-        self, from_rate: int, to_rate: int = SAMPLE_RATE, zero_crossings: int = 32
-    ) -> None:
+    def __init__(self, from_rate: int, to_rate: int = SAMPLE_RATE) -> None:
         if from_rate <= 0 or to_rate <= 0:
             raise AudioError(f"sample rates must be positive, got {from_rate} -> {to_rate}")
         self.from_rate = from_rate
         self.to_rate = to_rate
-        self._half, self._table = _filter_bank(from_rate, to_rate, zero_crossings)
-        self._taps = np.arange(-self._half + 1, self._half + 1)
-        # Input before the stream starts reads as silence.
-        self._buf: Float32Array = np.zeros(self._half, np.float32)
-        self._base = -self._half  # input index of _buf[0]
-        self._received = 0  # input samples received
-        self._produced = 0  # output samples produced
         self._flushed = False
+        self._stream: Any = None
+        if from_rate != to_rate:
+            import soxr
+
+            self._stream = soxr.ResampleStream(from_rate, to_rate, 1, dtype="float32", quality="HQ")
 
     def process(self, samples: npt.ArrayLike) -> Float32Array:
         """Resample the next chunk (returns what the input so far determines)."""
-        arr = np.asarray(samples, dtype=np.float32).reshape(-1)
+        arr = np.ascontiguousarray(np.asarray(samples, dtype=np.float32).reshape(-1))
         if self._flushed:
             raise AudioError("the resampler was flushed: start a new one for a new stream")
-        if self.from_rate == self.to_rate:
+        if self._stream is None:
             return arr
-        self._received += arr.shape[0]
-        self._buf = np.concatenate([self._buf, arr])
-        end = self._base + self._buf.shape[0]  # one past the last input index held
-        # An output at position p needs inputs up to floor(p) + half.
-        return self._emit(((end - self._half) * self.to_rate - 1) // self.from_rate + 1)
-
-    def flush(self) -> Float32Array:
-        """The rest of the stream: the output still held back for lookahead."""
-        if self._flushed or self.from_rate == self.to_rate:
-            self._flushed = True
-            return np.zeros(0, np.float32)
-        self._buf = np.concatenate([self._buf, np.zeros(self._half + 1, np.float32)])
-        total = int(round(self._received * self.to_rate / self.from_rate))
-        out = self._emit(max(total, self._produced))
-        self._flushed = True
+        out: Float32Array = self._stream.resample_chunk(arr)
         return out
 
-    def _emit(self, stop: int) -> Float32Array:
-        if stop <= self._produced:
+    def flush(self) -> Float32Array:
+        """The rest of the stream: the output still held back in the filter."""
+        if self._flushed or self._stream is None:
+            self._flushed = True
             return np.zeros(0, np.float32)
-        n = np.arange(self._produced, stop, dtype=np.int64)
-        # Output n sits at input position n * from / to: an integer part and a phase (rounded
-        # to the nearest row of the table; exact when the table has a row per phase).
-        first = (n * self.from_rate) // self.to_rate
-        phases = self._table.shape[0]
-        phase = ((n * self.from_rate) % self.to_rate * 2 * phases + self.to_rate) // (
-            2 * self.to_rate
-        )
-        wrap = phase == phases
-        first += wrap
-        phase[wrap] = 0
-        index = first[:, None] + self._taps[None, :]
-        out: Float32Array = np.einsum(
-            "ij,ij->i", self._buf[index - self._base], self._table[phase]
-        ).astype(np.float32)
-        self._produced = stop
-        # Keep only what later outputs can still reach.
-        keep_from = (stop * self.from_rate) // self.to_rate - self._half + 1
-        drop = max(0, keep_from - self._base)
-        self._buf = self._buf[drop:]
-        self._base += drop
+        self._flushed = True
+        out: Float32Array = self._stream.resample_chunk(np.zeros(0, np.float32), last=True)
         return out
 
 
