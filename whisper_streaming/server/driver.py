@@ -168,8 +168,9 @@ class _Driver:
             else:
                 self.log.info("refused: %d clients already", ctx.manager.current_clients)
             ctx.metrics.refused_total.inc()
+            why = "server busy" if load is not None else "server full"
             await self._refuse(
-                self.adapter.wait(admission.wait_minutes), CloseCode.TRY_AGAIN_LATER, "server full"
+                self.adapter.wait(admission.wait_minutes), CloseCode.TRY_AGAIN_LATER, why
             )
             return
         self.deadline = admission.deadline
