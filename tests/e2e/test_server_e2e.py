@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from websockets.exceptions import ConnectionClosed
 
 from tests.conftest import REPO, record, run_python, timeout
 from tests.e2e.conftest import (
@@ -26,12 +25,11 @@ from tests.e2e.conftest import (
     normalize,
     wer,
 )
-from tests.integration.conftest import RunningServer, running_server
+from tests.integration.conftest import RunningServer, receive_transcript, running_server
 from whisper_streaming import ProcessorOptions, load_backend
 from whisper_streaming.audio import decode_file
 from whisper_streaming.backends.base import ASRBackend, Transcription
 from whisper_streaming.client import TranscriptionClient
-from whisper_streaming.server.protocols.whisperlive import TranscriptAccumulator, WireSegment
 
 pytestmark = pytest.mark.e2e
 
@@ -309,15 +307,7 @@ def test_a_shutdown_mid_stream_gives_four_live_sessions_their_final_text(
                     ws.send(audio[i : i + 1600].astype("<f4").tobytes())
                     time.sleep(max(0.0, started + (i + 1600) / 16000 - time.monotonic()))
                 sent.wait(timeout(60))  # no END_OF_AUDIO: the shutdown ends the stream
-                transcript = TranscriptAccumulator()
-                try:
-                    while True:
-                        message = json.loads(ws.recv(timeout(120)))
-                        segs = message.get("segments", [])
-                        transcript.add([WireSegment.from_json(s) for s in segs])
-                except ConnectionClosed:
-                    pass
-                results[utt.path] = (transcript.text, ws.close_code)
+                results[utt.path] = (receive_transcript(ws).text, ws.close_code)
 
         threads = [threading.Thread(target=live, args=(u,)) for u in files]
         for t in threads:

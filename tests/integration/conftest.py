@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 from tests.conftest import run_python, timeout
@@ -155,8 +156,6 @@ def send_audio(ws: ClientConnection, data: bytes, frame_bytes: int = 4096 * 4) -
 
 def receive_all(ws: ClientConnection, wait_s: float = 30.0) -> list[dict[str, Any]]:
     """Every message until the server closes the connection."""
-    from websockets.exceptions import ConnectionClosed
-
     messages = []
     try:
         while True:
@@ -172,6 +171,19 @@ def final_text(messages: list[dict[str, Any]]) -> str:
     for m in messages:
         transcript.add([WireSegment.from_json(s) for s in m.get("segments", [])])
     return transcript.text
+
+
+def receive_transcript(ws: ClientConnection, wait_s: float = 120.0) -> TranscriptAccumulator:
+    """Read until the server closes, keeping only what a WhisperLive client keeps (not every
+    message: for long streams, where the messages would weigh on this process's memory)."""
+    transcript = TranscriptAccumulator()
+    try:
+        while True:
+            message = json.loads(ws.recv(timeout(wait_s)))
+            transcript.add([WireSegment.from_json(s) for s in message.get("segments", [])])
+    except ConnectionClosed:
+        pass
+    return transcript
 
 
 def tone_session(

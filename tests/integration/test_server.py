@@ -23,6 +23,7 @@ from tests.integration.conftest import (
     open_session,
     raw_http,
     receive_all,
+    receive_transcript,
     running_server,
     send_audio,
     stream_tone,
@@ -35,7 +36,7 @@ from whisper_streaming import ScriptedBackend, Transcription
 from whisper_streaming.backends import timeline_from_text
 from whisper_streaming.backends.base import InferenceRequest, RequestKind
 from whisper_streaming.exceptions import BackendError
-from whisper_streaming.server.protocols.whisperlive import TranscriptAccumulator, WireSegment
+from whisper_streaming.server.protocols.whisperlive import TranscriptAccumulator
 
 TIME = re.compile(r"^\d+\.\d{3}$")
 
@@ -814,18 +815,8 @@ def test_a_long_stream_sent_as_fast_as_taken_is_complete_with_bounded_memory() -
     backend = ScriptedBackend(timeline=timeline, model_name="tiny.en", keep_requests=10)
     with running_server(backend, max_backlog_s=40.0) as srv:
         ws, _ = open_session(srv.url, uid="long")
-        transcript = TranscriptAccumulator()  # not every message: this process is the server's
-
-        def receive() -> None:
-            try:
-                while True:
-                    message = json.loads(ws.recv(timeout(120)))
-                    segments = message.get("segments", [])
-                    transcript.add([WireSegment.from_json(s) for s in segments])
-            except ConnectionClosed:
-                pass
-
-        reader = threading.Thread(target=receive)
+        kept: list[TranscriptAccumulator] = []
+        reader = threading.Thread(target=lambda: kept.append(receive_transcript(ws)))
         reader.start()
         frame = tone_bytes(0.5)
         rss_before = _rss_mb()
@@ -844,7 +835,7 @@ def test_a_long_stream_sent_as_fast_as_taken_is_complete_with_bounded_memory() -
             for s in buffer.collect()[0].samples
             if s.name.endswith("_bucket")
         }
-    text = transcript.text.split()
+    text = kept[0].text.split()
     assert text == [f"w{i}" for i in range(words)], (len(text), words)
     # No decode ever found more than the backlog limit (+ one 30 s window) in the buffer.
     assert buckets["60.0"] == buckets["+Inf"] > 0, buckets
