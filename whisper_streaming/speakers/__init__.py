@@ -1,0 +1,17 @@
+"""Who is speaking: a speaker-embedding seam and online clustering (pure).
+
+An encoder turns a stretch of speech into a fixed-size voice embedding; :class:`OnlineClustering`
+gives each embedding a speaker label that holds for the whole stream (a new voice gets a new
+label, up to a cap). Both are synchronous and free of I/O: the server runs them off the event
+loop, on speech the VAD already found.
+
+The default encoder (Resemblyzer's GE2E model, whose weights ship inside its wheel, so it works
+offline) and pyannote's come with the ``diarization`` extra; tests use :class:`ScriptedEncoder`.
+"""
+
+from __future__ import annotations
+
+from .clustering import OnlineClustering, SpeakerAssignment
+from .encoders import ScriptedEncoder, SpeakerEncoder
+
+__all__ = ["OnlineClustering", "ScriptedEncoder", "SpeakerAssignment", "SpeakerEncoder"]
