@@ -47,6 +47,8 @@ $(VENV)/.system-deps:
 $(VENV)/.installed-compat: $(VENV)/.installed-dev $(VENV)/.system-deps
 	$(BIN)/python -m pip install -q websocket-client scipy av pyaudio || echo "warning: PyAudio did not install"
 	$(BIN)/python -m pip install -q --no-deps whisper-live==0.10.0
+	# Resemblyzer's speaker-encoder weights (in its wheel); its code and PyTorch are not needed.
+	$(BIN)/python -m pip install -q --no-deps resemblyzer==0.1.4
 	touch $@
 
 run: $(VENV)/.installed

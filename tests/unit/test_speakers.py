@@ -48,3 +48,16 @@ def test_a_voice_settles_as_its_speaker_talks() -> None:
 def test_bad_settings_are_refused(threshold: float, cap: int) -> None:
     with pytest.raises(ValueError):
         OnlineClustering(threshold=threshold, max_speakers=cap)
+
+
+def test_without_resemblyzer_the_encoder_says_how_to_get_its_weights(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import importlib.util
+
+    from whisper_streaming.exceptions import ConfigError
+    from whisper_streaming.speakers import ge2e
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(ConfigError, match="pip install --no-deps resemblyzer"):
+        ge2e.GE2EEncoder()
