@@ -78,10 +78,11 @@ class _Unpickler(pickle.Unpickler):
 def load_weights(path: Path) -> dict[str, Float32Array]:
     """The encoder's weights from a PyTorch legacy checkpoint, as float32 arrays."""
     with open(path, "rb") as f:
+        # Every pickle goes through the restricted unpickler: the file can name no code to run.
         for _ in range(3):  # magic number, protocol version, system info
-            pickle.load(f)
+            _Unpickler(f).load()
         tree = _Unpickler(f).load()
-        keys = pickle.load(f)
+        keys = _Unpickler(f).load()
         storages = {}
         for key in keys:
             (count,) = struct.unpack("<q", f.read(8))
