@@ -544,10 +544,15 @@ def test_a_window_that_keeps_failing_is_given_up_once_with_a_clear_error() -> No
     assert after.count(" ") > 60 and after in final_text(messages)
 
 
-def _raw_ws(port: int, path: str) -> socket.socket:
+def _raw_ws(port: int, path: str, receive_buffer: int | None = None) -> socket.socket:
     """A WebSocket opened by hand on a plain socket (no client library, so no client threads
-    in this process): the handshake, with its response read."""
-    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout(5))
+    in this process): the handshake, with its response read. ``receive_buffer`` shrinks the
+    socket's receive window (SO_RCVBUF, set before connecting)."""
+    sock = socket.socket()
+    if receive_buffer is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+    sock.settimeout(timeout(5))
+    sock.connect(("127.0.0.1", port))
     sock.sendall(
         f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
         "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
@@ -887,16 +892,8 @@ def test_a_client_that_never_reads_stays_bounded_and_others_keep_their_pace() ->
     with running_server(backend, max_backlog_s=40.0, max_clients=4) as srv:
         alone_s = _paced_session_s(srv.url, "alone", expected)
         rss_before = _rss_mb()
-        sock = socket.socket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock = _raw_ws(srv.port, "/", receive_buffer=4096)
         sock.settimeout(timeout(10))
-        sock.connect(("127.0.0.1", srv.port))
-        sock.sendall(
-            f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{srv.port}\r\nUpgrade: websocket\r\n"
-            "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-            "Sec-WebSocket-Version: 13\r\n\r\n".encode()
-        )
-        assert sock.recv(4096).startswith(b"HTTP/1.1 101")
         config = {"uid": "never-reads", "use_vad": False, "word_timestamps": True}
         sock.sendall(_frame(json.dumps(config)))
         beside: list[float] = []

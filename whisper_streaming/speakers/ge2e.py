@@ -105,12 +105,18 @@ def _mel_filters() -> Float32Array:
     return filters
 
 
+@functools.cache
+def _hann() -> Float32Array:
+    window: Float32Array = np.hanning(_N_FFT + 1)[:-1].astype(np.float32)  # periodic
+    return window
+
+
 def _mel_frames(wav: Float32Array) -> Float32Array:
     """Power mel spectrogram (not log), frames x 40, centred frames with zero padding."""
     padded = np.pad(wav, _N_FFT // 2)
     n = 1 + (padded.shape[0] - _N_FFT) // _HOP
     index = np.arange(_N_FFT)[None, :] + _HOP * np.arange(n)[:, None]
-    window = np.hanning(_N_FFT + 1)[:-1]  # periodic Hann
+    window = _hann()
     power = np.abs(np.fft.rfft(padded[index] * window, axis=1)) ** 2
     mel: Float32Array = (power @ _mel_filters().T).astype(np.float32)
     return mel
@@ -152,7 +158,6 @@ class GE2EEncoder:
     def _lstm(self, x: Float32Array) -> Float32Array:
         """The last layer's final hidden state for a batch of mel windows (PyTorch's gate order:
         input, forget, cell, output)."""
-        h = np.zeros((x.shape[0], _HIDDEN), np.float32)
         for layer in range(_LAYERS):
             w_ih = self._w[f"lstm.weight_ih_l{layer}"]
             w_hh = self._w[f"lstm.weight_hh_l{layer}"]
@@ -171,4 +176,5 @@ class GE2EEncoder:
                 h = o * np.tanh(c)
                 outputs[:, t] = h
             x = outputs
-        return h
+        last: Float32Array = x[:, -1]
+        return last
