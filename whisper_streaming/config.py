@@ -233,6 +233,10 @@ class ServerOptions:
             the live sessions used over the last 20 s, per worker), so the running ones stay
             real time; ``max_clients`` stays the ceiling. Clients sending faster than real time
             (files) do not count: they use idle time and yield to live ones. 0 turns it off.
+        diarization: label transcript words with speakers (Speaker 1, 2, ...) in every
+            WebSocket session that does not opt out; needs the speaker encoder (the
+            ``diarization`` extra), loaded at startup.
+        max_speakers: most speakers one session's diarization tells apart.
         open_whisperlive: with ``api_keys``, leave the WhisperLive path open to clients without
             a key (the stock WhisperLive client cannot send a header; it can send
             ``?token=KEY`` only through its port argument, ``port="9090/?token=KEY"``).
@@ -256,6 +260,8 @@ class ServerOptions:
     open_whisperlive: bool = False
     refuse_when_full: bool = False
     max_load: float = 0.9
+    diarization: bool = False
+    max_speakers: int = 8
 
     def __post_init__(self) -> None:
         _require(self.max_clients >= 1, f"max_clients must be >= 1, got {self.max_clients}")
@@ -276,6 +282,9 @@ class ServerOptions:
             f"max_backlog_s must be >= 35 (a 30 s window and more), got {self.max_backlog_s}",
         )
         _require(0.0 <= self.max_load <= 10.0, f"max_load must be 0..10, got {self.max_load}")
+        _require(
+            1 <= self.max_speakers <= 64, f"max_speakers must be 1..64, got {self.max_speakers}"
+        )
         _require(
             self.max_bad_frames >= 1, f"max_bad_frames must be >= 1, got {self.max_bad_frames}"
         )

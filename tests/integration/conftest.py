@@ -26,6 +26,7 @@ from whisper_streaming.backends.base import ASRBackend
 from whisper_streaming.config import ServerOptions
 from whisper_streaming.server.protocols.whisperlive import TranscriptAccumulator, WireSegment
 from whisper_streaming.server.websocket_server import WhisperStreamingServer
+from whisper_streaming.speakers import SpeakerEncoder
 
 TEXT = "the quick brown fox jumps over the lazy dog. " * 6
 TIMELINE = timeline_from_text(TEXT, start_s=0.1)
@@ -34,6 +35,13 @@ TIMELINE = timeline_from_text(TEXT, start_s=0.1)
 def timeline_backend(**kw: Any) -> ScriptedBackend:
     """A backend that 'hears' TEXT laid out over time."""
     return ScriptedBackend(timeline=TIMELINE, **{"model_name": "tiny.en", **kw})
+
+
+def english_backend() -> ScriptedBackend:
+    """The scripted backend as tiny.en: English-only."""
+    backend = timeline_backend()
+    backend.is_multilingual = False  # type: ignore[attr-defined]
+    return backend
 
 
 def expected_text(seconds: float) -> str:
@@ -78,6 +86,7 @@ def running_server(
     processor: ProcessorOptions | None = None,
     port: int = 0,
     tls: tuple[str, str] | None = None,
+    speaker_encoder: SpeakerEncoder | None = None,
     **server_kw: Any,
 ) -> Iterator[RunningServer]:
     """Start a server on 127.0.0.1 (port 0: any free one); shut it down afterwards."""
@@ -88,6 +97,7 @@ def running_server(
         server_options=options,
         ssl_certfile=tls[0] if tls else None,
         ssl_keyfile=tls[1] if tls else None,
+        speaker_encoder=speaker_encoder,
     )
     loop = asyncio.new_event_loop()
     started = threading.Event()

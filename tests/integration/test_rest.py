@@ -16,7 +16,13 @@ import numpy as np
 import pytest
 
 from tests.conftest import timeout
-from tests.integration.conftest import TEXT, expected_text, running_server, timeline_backend
+from tests.integration.conftest import (
+    TEXT,
+    english_backend,
+    expected_text,
+    running_server,
+    timeline_backend,
+)
 from whisper_streaming import ScriptedBackend
 from whisper_streaming.backends import timeline_from_text
 
@@ -34,13 +40,6 @@ def wav_bytes(seconds: float) -> bytes:
         w.setframerate(16000)
         w.writeframes(pcm)
     return out.getvalue()
-
-
-def english_backend() -> ScriptedBackend:
-    """The scripted backend as tiny.en: English-only."""
-    backend = timeline_backend()
-    backend.is_multilingual = False  # type: ignore[attr-defined]
-    return backend
 
 
 def client(port: int) -> Any:
@@ -139,14 +138,26 @@ def test_openai_client_streams_text_events(tmp_path: Path) -> None:
     assert events[-1].text.split() == expected
 
 
-def test_translation_on_an_english_model_says_what_it_does() -> None:
-    """/v1/audio/translations on an English-only model transcribes, and a header says so."""
+def test_translation_on_an_english_model_is_refused_and_passed_through_on_a_multilingual_one() -> (
+    None
+):
+    """/v1/audio/translations: 400 on an English-only model (it would only transcribe); on a
+    multilingual model the task reaches the model, with the language left to detection."""
     with running_server(english_backend()) as srv:
-        status, headers, body = post_form(
+        status, _, body = post_form(
+            srv.port, "/v1/audio/translations", {"model": "tiny.en"}, wav_bytes(4.0)
+        )
+    error = json.loads(body)["error"]
+    assert status == 400 and error["code"] == "translation_unavailable", body
+    assert "English-only" in error["message"] and error["param"] == "model"
+    backend = timeline_backend()
+    with running_server(backend) as srv:
+        status, _, body = post_form(
             srv.port, "/v1/audio/translations", {"model": "tiny.en"}, wav_bytes(4.0)
         )
     assert status == 200 and json.loads(body)["text"].strip() == expected_text(4.0)
-    assert "English-only" in headers.get("X-Whisper-Streaming-Warning", "")
+    asked = list(backend.requests)[1:]  # after the warm-up decode
+    assert asked and all(r.task == "translate" and r.language is None for r in asked)
 
 
 @pytest.mark.parametrize(

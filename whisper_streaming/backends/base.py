@@ -27,10 +27,11 @@ class Word:
     start: float
     end: float
     probability: float = 1.0
+    speaker: int | None = None  # 1, 2, ... when the stream is diarized
 
     def shifted(self, offset_s: float) -> Word:
         """Return the same word with both times moved by ``offset_s`` seconds."""
-        return Word(self.word, self.start + offset_s, self.end + offset_s, self.probability)
+        return dataclasses.replace(self, start=self.start + offset_s, end=self.end + offset_s)
 
 
 @dataclass(frozen=True, slots=True)

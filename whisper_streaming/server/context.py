@@ -14,6 +14,7 @@ from typing import Any
 
 from ..audio import WavWriter
 from ..config import ProcessorOptions, ServerOptions
+from ..speakers import SpeakerEncoder
 from .client_manager import ClientManager
 from .metrics import ServerMetrics
 from .protocols import printable
@@ -36,6 +37,7 @@ class ServerContext:
     backend_name: str
     model_name: str
     multilingual: bool
+    speaker_encoder: SpeakerEncoder | None = None  # with --diarization
     metrics: ServerMetrics = field(default_factory=ServerMetrics)
     shutting_down: asyncio.Event = field(default_factory=asyncio.Event)
     started_at: float = field(default_factory=time.monotonic)

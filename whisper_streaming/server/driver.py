@@ -21,6 +21,7 @@ from websockets.frames import CloseCode
 
 from ..audio import SAMPLE_RATE, StreamingResampler
 from ..exceptions import AudioError, ProtocolError, StateError
+from ..speakers import OnlineClustering, SpeakerTracker
 from ..streaming.processor import ASRProcessor
 from .connection import Connection, ConnectionClosed
 from .context import ServerContext, SessionLogger
@@ -223,6 +224,7 @@ class _Driver:
                 ctx.model_name,
                 ctx.multilingual,
                 ctx.processor_options,
+                diarization=ctx.speaker_encoder is not None,
             )
             for action in self.adapter.opened(info):
                 await self._do(action)
@@ -378,6 +380,7 @@ class _Driver:
             ctx.scheduler,
             ctx.metrics,
             recorder=ctx.open_recording(name),
+            speakers=self._speaker_tracker() if begin.diarize else None,
         )
         session.events.on_overflow = lambda: self.life.end(EndReason.SLOW_READER)
         quiet_s = ctx.options.quiet_flush_s
@@ -386,12 +389,19 @@ class _Driver:
         supervise(stream.sender, self.life, self.log)
         self.stream = stream
         self.log.info(
-            "streaming %s (vad=%s, language=%s, %d Hz)",
+            "streaming %s (vad=%s, language=%s, %d Hz, speakers=%s)",
             name,
             begin.options.use_vad,
             begin.options.language,
             begin.sample_rate,
+            session.speakers is not None,
         )
+
+    def _speaker_tracker(self) -> SpeakerTracker | None:
+        encoder = self.ctx.speaker_encoder
+        if encoder is None:
+            return None  # the adapter warned the client
+        return SpeakerTracker(encoder, OnlineClustering(max_speakers=self.ctx.options.max_speakers))
 
     async def _feed(self, audio: Audio) -> None:
         stream = self.stream

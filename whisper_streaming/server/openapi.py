@@ -90,8 +90,8 @@ def openapi(model_name: str, version: str) -> dict[str, Any]:
             },
             "/v1/audio/translations": {
                 "post": {
-                    "summary": "Translate a file into English (an English-only model "
-                    "transcribes, and says so in X-Whisper-Streaming-Warning)",
+                    "summary": "Translate a file into English (needs a multilingual model: "
+                    "an English-only one answers 400, code translation_unavailable)",
                     **_upload("translate"),
                 }
             },

@@ -163,8 +163,15 @@ def _params(form: FormData, ctx: ServerContext, task: str) -> Params:
             param="response_format",
         )
     language = _field(form, "language") or None
+    if task == "translate" and not ctx.multilingual:
+        raise RestError(
+            f"{ctx.model_name!r} is English-only and cannot translate; serve a multilingual "
+            "model (for example --model small) or use /v1/audio/transcriptions",
+            param="model",
+            code="translation_unavailable",
+        )
     if task == "translate":
-        language = None if ctx.multilingual else "en"
+        language = None  # the source language is detected
     elif language is not None and not ctx.multilingual and language != "en":
         raise RestError(
             f"{ctx.model_name!r} is English-only: language {language!r} is not supported",
@@ -269,28 +276,18 @@ async def _answer(params: Params, audio: Any, ctx: ServerContext, task: str) -> 
     limit = ctx.options.max_upload_duration_s
     if duration > limit:
         raise _too_long(duration, limit)
-    headers = {}
-    if task == "translate" and not ctx.multilingual:
-        headers["X-Whisper-Streaming-Warning"] = (
-            f"{ctx.model_name} is English-only: the audio is transcribed, not translated"
-        )
-    model_task = task if ctx.multilingual else "transcribe"
     if params.stream:
         return StreamingResponse(
-            _events(audio, params, ctx, model_task),
+            _events(audio, params, ctx, task),
             media_type="text/event-stream",
-            headers={**headers, "Cache-Control": "no-cache"},
+            headers={"Cache-Control": "no-cache"},
         )
-    job = FileJob(
-        audio, ctx.scheduler, language=params.language, task=model_task, prompt=params.prompt
-    )
+    job = FileJob(audio, ctx.scheduler, language=params.language, task=task, prompt=params.prompt)
     try:
         segments = await job.result()
     except BackendError as exc:
         raise RestError(f"transcription failed: {exc}", status=500, code="backend_error") from exc
-    return _render(
-        params, segments, job.language or params.language or "en", duration, task, headers
-    )
+    return _render(params, segments, job.language or params.language or "en", duration, task)
 
 
 def _render(
@@ -299,17 +296,16 @@ def _render(
     language: str,
     duration: float,
     task: str,
-    headers: dict[str, str],
 ) -> Response:
     text = "".join(s.text for s in segments).strip()
     fmt = params.response_format
     if fmt == "json":
-        return JSONResponse({"text": text}, headers=headers)
+        return JSONResponse({"text": text})
     if fmt == "text":
-        return PlainTextResponse(text + "\n", headers=headers)
+        return PlainTextResponse(text + "\n")
     if fmt in ("srt", "vtt"):
         rows = [{"start": s.start, "end": s.end, "text": s.text} for s in segments]
-        return PlainTextResponse(render(rows, fmt), headers=headers)
+        return PlainTextResponse(render(rows, fmt))
     body: dict[str, Any] = {
         "task": "translate" if task == "translate" else "transcribe",
         "language": _LANGUAGE_NAMES.get(language, language),
@@ -339,7 +335,7 @@ def _render(
             for s in segments
             for w in s.words
         ]
-    return JSONResponse(body, headers=headers)
+    return JSONResponse(body)
 
 
 async def _events(audio: Any, params: Params, ctx: ServerContext, task: str) -> AsyncIterator[str]:

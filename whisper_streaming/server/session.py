@@ -7,6 +7,7 @@ the resulting events (transcript updates and errors) for the connection's sender
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import enum
 import functools
 import logging
@@ -18,8 +19,9 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from ..audio import SAMPLE_RATE, Float32Array, WavWriter
-from ..backends.base import InferenceRequest, Transcription
+from ..backends.base import InferenceRequest, Transcription, Word
 from ..exceptions import StateError
+from ..speakers.tracker import SpeakerTracker, speaker_at
 from ..streaming.processor import ASRProcessor, TranscriptUpdate
 from ..vad import VadEvent
 from .metrics import ServerMetrics
@@ -122,6 +124,7 @@ class StreamSession:
         processor: this session's processor.
         scheduler: the shared scheduler.
         recorder: where to save the audio the processor receives (closed with the session).
+        speakers: labels the words with speakers (diarization), fed on the session's thread.
     """
 
     def __init__(
@@ -131,8 +134,10 @@ class StreamSession:
         scheduler: Scheduler,
         metrics: ServerMetrics | None = None,
         recorder: WavWriter | None = None,
+        speakers: SpeakerTracker | None = None,
     ) -> None:
         self.session_id = session_id
+        self.speakers = speakers
         self._recorder = recorder
         self._metrics = metrics
         self.processor = processor
@@ -198,12 +203,20 @@ class StreamSession:
     def _prepare(
         self, samples: Float32Array, convert: Callable[[Float32Array], Float32Array] | None
     ) -> tuple[Float32Array, list[VadEvent] | None]:
-        """On the session's thread: resample, save (``--save-audio``), then run the VAD."""
+        """On the session's thread: resample, save (``--save-audio``), run the VAD, then the
+        speaker encoder on the speech it found."""
         if convert is not None:
             samples = convert(samples)
         if self._recorder is not None and self.state is SessionState.STREAMING:
             self._record(samples)
-        return samples, self.processor.detect_speech(samples)
+        speech = self.processor.detect_speech(samples)
+        if self.speakers is not None:
+            try:
+                self.speakers.push(samples, speech)
+            except Exception:  # the text goes on without speaker labels
+                logger.exception("session %s: speaker labels stopped", self.session_id)
+                self.speakers = None
+        return samples, speech
 
     @property
     def backlog_s(self) -> float:
@@ -249,6 +262,8 @@ class StreamSession:
             return
         self.state = SessionState.FINISHING
         self._stop_recording()
+        if self.speakers is not None:
+            self._worker.submit(self.speakers.close)  # after the audio still queued for it
         update = self.processor.finish()
         if update.final:
             self._emit(UpdateEvent(update, None, time.monotonic()))
@@ -391,4 +406,23 @@ class StreamSession:
         return self.processor.fail(request, give_up=True)
 
     def _emit(self, event: SessionEvent) -> None:
+        if self.speakers is not None and isinstance(event, UpdateEvent):
+            event = dataclasses.replace(event, update=self._labelled(event.update))
         self.events.put_nowait(event)
+
+    def _labelled(self, update: TranscriptUpdate) -> TranscriptUpdate:
+        """The update with each word's speaker (from the speaker turns found so far: a cheap
+        lookup in an immutable snapshot that the session's thread replaces)."""
+        if not (update.committed or update.partial):
+            return update
+        assert self.speakers is not None
+        turns = self.speakers.turns
+
+        def label(words: tuple[Word, ...]) -> tuple[Word, ...]:
+            return tuple(
+                dataclasses.replace(w, speaker=speaker_at(turns, w.start, w.end)) for w in words
+            )
+
+        return dataclasses.replace(
+            update, committed=label(update.committed), partial=label(update.partial)
+        )

@@ -41,6 +41,7 @@ from ..backends.base import ASRBackend, InferenceRequest
 from ..backends.faster_whisper import cuda_available
 from ..config import ProcessorOptions, ServerOptions
 from ..exceptions import ConfigError
+from ..speakers import SpeakerEncoder, load_encoder
 from . import rest
 from .auth import ApiKeys, Verdict
 from .client_manager import ClientManager
@@ -103,6 +104,7 @@ class WhisperStreamingServer:
         max_batch_size: int = 1,
         ssl_certfile: str | None = None,
         ssl_keyfile: str | None = None,
+        speaker_encoder: SpeakerEncoder | None = None,
     ) -> None:
         options = server_options or ServerOptions()
         if max_clients is not None or max_connection_time is not None:
@@ -120,6 +122,7 @@ class WhisperStreamingServer:
         self.options = options
         self.processor_options = processor_options or ProcessorOptions()
         self.backend = backend
+        self.speaker_encoder = speaker_encoder
         self._backend_name = backend_name
         self._backend_options = dict(backend_options or {})
         self._max_batch_size = max_batch_size
@@ -154,6 +157,8 @@ class WhisperStreamingServer:
                 name, opts = self._backend_name, self._backend_options
                 self.backend = await loop.run_in_executor(None, lambda: load_backend(name, **opts))
             backend = self.backend
+            if self.options.diarization and self.speaker_encoder is None:
+                self.speaker_encoder = await loop.run_in_executor(None, load_encoder)
             await loop.run_in_executor(None, _warm_up, backend)
             # Asked once: a CUDA query per /health request would run on the event loop.
             self._gpu_available = await loop.run_in_executor(None, cuda_available)
@@ -173,6 +178,7 @@ class WhisperStreamingServer:
             backend_name=backend.name,
             model_name=backend.model_name,
             multilingual=bool(getattr(backend, "is_multilingual", True)),
+            speaker_encoder=self.speaker_encoder if self.options.diarization else None,
         )
         config = uvicorn.Config(
             self.app(),

@@ -11,7 +11,32 @@ offline) and pyannote's come with the ``diarization`` extra; tests use :class:`S
 
 from __future__ import annotations
 
+from ..exceptions import ConfigError
 from .clustering import OnlineClustering, SpeakerAssignment
 from .encoders import ScriptedEncoder, SpeakerEncoder
+from .tracker import SpeakerTracker, SpeakerTurn, speaker_at
 
-__all__ = ["OnlineClustering", "ScriptedEncoder", "SpeakerAssignment", "SpeakerEncoder"]
+__all__ = [
+    "OnlineClustering",
+    "ScriptedEncoder",
+    "SpeakerAssignment",
+    "SpeakerEncoder",
+    "SpeakerTracker",
+    "SpeakerTurn",
+    "load_encoder",
+    "speaker_at",
+]
+
+
+def load_encoder(name: str = "resemblyzer") -> SpeakerEncoder:
+    """The speaker encoder called ``name`` (``"resemblyzer"``: GE2E, the default).
+
+    Raises:
+        ConfigError: unknown name, or the encoder's package is not installed (says how to
+            install it).
+    """
+    if name == "resemblyzer":
+        from .ge2e import GE2EEncoder
+
+        return GE2EEncoder()
+    raise ConfigError(f"unknown speaker encoder {name!r}; available: resemblyzer")

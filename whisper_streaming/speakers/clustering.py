@@ -37,7 +37,7 @@ class OnlineClustering:
     """
 
     def __init__(
-        self, threshold: float = 0.75, max_speakers: int = 8, min_new_speaker_s: float = 1.0
+        self, threshold: float = 0.7, max_speakers: int = 8, min_new_speaker_s: float = 1.0
     ) -> None:
         if not -1.0 <= threshold <= 1.0:
             raise ValueError(f"threshold must be a cosine similarity (-1..1), got {threshold}")
@@ -57,16 +57,26 @@ class OnlineClustering:
     def assign(self, embedding: Float32Array, duration_s: float) -> SpeakerAssignment:
         """Label one stretch of speech (``embedding`` of ``duration_s`` seconds)."""
         vector = unit(np.asarray(embedding, np.float32))
+        choice = self._choose(vector, duration_s)
         weight = max(duration_s, 1e-3)
+        if choice.new:
+            self._sums.append(weight * vector)
+            self._voices.append(vector)
+        else:
+            self._sums[choice.speaker] = self._sums[choice.speaker] + weight * vector
+            self._voices[choice.speaker] = unit(self._sums[choice.speaker])
+        return choice
+
+    def peek(self, embedding: Float32Array, duration_s: float) -> SpeakerAssignment:
+        """The label :meth:`assign` would give now, changing nothing."""
+        return self._choose(unit(np.asarray(embedding, np.float32)), duration_s)
+
+    def _choose(self, vector: Float32Array, duration_s: float) -> SpeakerAssignment:
         if self._voices:
             similarities = np.array([float(v @ vector) for v in self._voices])
             best = int(np.argmax(similarities))
             similarity = float(similarities[best])
             may_open = duration_s >= self.min_new_speaker_s and self.speakers < self.max_speakers
             if similarity >= self.threshold or not may_open:
-                self._sums[best] = self._sums[best] + weight * vector
-                self._voices[best] = unit(self._sums[best])
                 return SpeakerAssignment(best, similarity, False)
-        self._sums.append(weight * vector)
-        self._voices.append(vector)
-        return SpeakerAssignment(len(self._voices) - 1, 1.0, True)
+        return SpeakerAssignment(len(self._voices), 1.0, True)

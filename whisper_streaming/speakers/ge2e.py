@@ -48,8 +48,10 @@ def weights_path() -> Path:
     spec = importlib.util.find_spec("resemblyzer")
     if spec is None or spec.origin is None:
         raise ConfigError(
-            "speaker embeddings need Resemblyzer's weights: pip install --no-deps resemblyzer "
-            "(17 MB; the weights ship inside the package, no download at run time)"
+            "speaker labels need Resemblyzer's speaker encoder: "
+            "pip install 'whisper-streaming[diarization]' (or, without PyTorch, which this "
+            "server does not use: pip install --no-deps resemblyzer; 17 MB, the weights ship "
+            "inside the package, nothing is downloaded at run time)"
         )
     return Path(spec.origin).parent / "pretrained.pt"
 

@@ -28,17 +28,23 @@ class TranscriptSegment:
     words: tuple[Word, ...]
     completed: bool
 
+    @property
+    def speaker(self) -> int | None:
+        """The speaker (diarized streams): of the first word; completed segments have one."""
+        return self.words[0].speaker if self.words else None
+
 
 class SegmentBuilder:
     """Turns the processor's committed words and partial tail into segments.
 
     A segment is completed at the end of a model segment, at sentence punctuation, at a comma
-    once it holds ``min_clause_words``, at the end of an utterance, or once it spans
-    ``max_segment_s``. Completing early matters: WhisperLive clients only keep completed
-    segments, so a long open segment is text the user sees late (measured: closing only at
-    sentence ends kept completed text 3.7 s behind the audio, p50). Completed segments never
-    change and never overlap; the open segment (committed words not yet completed, then the
-    partial words) is shown as one incomplete segment.
+    once it holds ``min_clause_words``, at the end of an utterance, once it spans
+    ``max_segment_s``, or where the speaker changes (diarized streams). Completing early
+    matters: WhisperLive clients only keep completed segments, so a long open segment is text
+    the user sees late (measured: closing only at sentence ends kept completed text 3.7 s behind
+    the audio, p50). Completed segments never change and never overlap; the open segment
+    (committed words not yet completed, then the partial words) is shown as one incomplete
+    segment.
 
     Args:
         max_segment_s: longest span of a segment, in seconds.
@@ -66,6 +72,8 @@ class SegmentBuilder:
         """Take one update; return the segments it completed."""
         done: list[TranscriptSegment] = []
         for word in update.committed:
+            if self._open and word.speaker != self._open[-1].speaker:
+                done.append(self._close())
             self._open.append(word)
             at_model_end = any(
                 abs(word.end - e) <= _SEGMENT_END_TOLERANCE_S for e in update.segment_ends

@@ -63,6 +63,7 @@ class Begin:
     options: ProcessorOptions
     sample_rate: int = SAMPLE_RATE
     name: str = ""  # appended to the session id to name the stream (logs, --save-audio)
+    diarize: bool = False  # label the words with speakers
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +93,7 @@ class ServerInfo:
     model: str
     multilingual: bool
     options: ProcessorOptions  # the server's default processor options
+    diarization: bool = False  # the server can label speakers (and does unless asked not to)
 
 
 class WireAdapter(Protocol):

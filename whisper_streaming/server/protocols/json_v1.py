@@ -40,6 +40,7 @@ __all__ = [
     "Transcription",
     "TranscriptWord",
     "Wait",
+    "WarningMessage",
     "decode_audio",
     "parse",
     "parse_server_message",
@@ -61,6 +62,7 @@ class RecordingConfig:
     task: str = "transcribe"
     word_timestamps: bool = True
     prompt: str = ""  # text that comes before the recording (names, terms)
+    diarization: bool | None = None  # speaker labels; None: the server's default
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,8 +116,20 @@ def _config(data: Any) -> RecordingConfig:
         raise ProtocolError(
             f"'prompt' must be a string of at most {MAX_PROMPT_CHARS} characters", code="bad_config"
         )
+    diarization = data.get("diarization")
+    if diarization is not None and not isinstance(diarization, bool):
+        raise ProtocolError(
+            f"'diarization' must be true, false or null, got {shown(diarization)}",
+            code="bad_config",
+        )
     return RecordingConfig(
-        rate, encoding, lang or None, task, bool(data.get("word_timestamps", True)), prompt
+        rate,
+        encoding,
+        lang or None,
+        task,
+        bool(data.get("word_timestamps", True)),
+        prompt,
+        diarization,
     )
 
 
@@ -201,6 +215,18 @@ class Error:
 
 
 @dataclass(frozen=True, slots=True)
+class WarningMessage:
+    """A request was not granted as asked; the recording goes on (``code``: a stable
+    identifier, such as ``translation_unavailable``)."""
+
+    code: str
+    message: str
+
+    def serialize(self) -> str:
+        return _dump({"type": "warning", "code": self.code, "message": self.message})
+
+
+@dataclass(frozen=True, slots=True)
 class Pong:
     def serialize(self) -> str:
         return _dump({"type": "pong"})
@@ -250,6 +276,7 @@ class TranscriptWord:
     start: float
     end: float
     probability: float
+    speaker: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,6 +290,7 @@ class Transcription:
     confidence: float
     processing_time_ms: float
     words: tuple[TranscriptWord, ...] | None = None
+    speaker: int | None = None  # diarized recordings: 1, 2, ...
 
     @classmethod
     def of(
@@ -283,12 +311,17 @@ class Transcription:
             round(processing_time_ms, 1),
             tuple(
                 TranscriptWord(
-                    w.word.strip(), round(w.start, 3), round(w.end, 3), round(w.probability, 4)
+                    w.word.strip(),
+                    round(w.start, 3),
+                    round(w.end, 3),
+                    round(w.probability, 4),
+                    w.speaker,
                 )
                 for w in words
             )
             if with_words
             else None,
+            words[0].speaker,
         )
 
     def serialize(self) -> str:
@@ -302,15 +335,24 @@ class Transcription:
             "confidence": self.confidence,
             "processing_time_ms": self.processing_time_ms,
         }
+        if self.speaker is not None:
+            message["speaker"] = self.speaker
         if self.words is not None:
             message["words"] = [
                 {"word": w.word, "start": w.start, "end": w.end, "probability": w.probability}
+                | ({} if w.speaker is None else {"speaker": w.speaker})
                 for w in self.words
             ]
         return _dump(message)
 
 
-ServerMessage = Ready | Wait | Error | Pong | Stopped | Language | Partial | Transcription
+ServerMessage = (
+    Ready | Wait | Error | WarningMessage | Pong | Stopped | Language | Partial | Transcription
+)
+
+
+def _speaker(value: Any) -> int | None:
+    return None if value is None else int(value)
 
 
 def parse_server_message(raw: str) -> ServerMessage:
@@ -333,6 +375,8 @@ def parse_server_message(raw: str) -> ServerMessage:
             return Wait(float(data["estimated_wait_minutes"]))
         if kind == "error":
             return Error(str(data["code"]), str(data["message"]))
+        if kind == "warning":
+            return WarningMessage(str(data["code"]), str(data["message"]))
         if kind == "pong":
             return Pong()
         if kind == "stopped":
@@ -360,10 +404,15 @@ def parse_server_message(raw: str) -> ServerMessage:
                 if words is None
                 else tuple(
                     TranscriptWord(
-                        str(w["word"]), float(w["start"]), float(w["end"]), float(w["probability"])
+                        str(w["word"]),
+                        float(w["start"]),
+                        float(w["end"]),
+                        float(w["probability"]),
+                        _speaker(w.get("speaker")),
                     )
                     for w in words
                 ),
+                _speaker(data.get("speaker")),
             )
     except (KeyError, TypeError, ValueError) as exc:
         raise ProtocolError(f"bad {shown(kind)} message: {exc}") from None
@@ -375,6 +424,17 @@ def parse_server_message(raw: str) -> ServerMessage:
 TRAILING_AUDIO_S = 1.0
 """Audio frames that arrive this soon after stop_recording are the sender's last buffers (a
 browser's audio worklet still delivers what it held): ignored without an error."""
+
+
+def _by_speaker(words: Sequence[Word]) -> list[Sequence[Word]]:
+    """``words`` split where the speaker changes (one run when the stream is not diarized)."""
+    runs: list[Sequence[Word]] = []
+    start = 0
+    for i in range(1, len(words) + 1):
+        if i == len(words) or words[i].speaker != words[start].speaker:
+            runs.append(words[start:i])
+            start = i
+    return runs
 
 
 class JsonAdapter:
@@ -424,27 +484,60 @@ class JsonAdapter:
                     "a recording is already running; send stop_recording first",
                     code="already_started",
                 )
-            return [self._begin(request.config)]
+            return self._begin(request.config)
         if self.recording is None or self.stopping:
             raise ProtocolError("no recording to stop", code="not_started")
         self.stopping = True
         self.stopped_at = now
         return [Finish()]
 
-    def _begin(self, config: RecordingConfig) -> Begin:
+    def _begin(self, config: RecordingConfig) -> list[Action]:
         info = self.info
         assert info is not None, "opened() comes first"
+        warnings: list[WarningMessage] = []
+        if not info.multilingual:
+            if config.task == "translate":
+                warnings.append(
+                    WarningMessage(
+                        "translation_unavailable",
+                        f"{info.model!r} is English-only and cannot translate: the recording "
+                        "is transcribed (serve a multilingual model to translate)",
+                    )
+                )
+            if config.language not in (None, "en"):
+                warnings.append(
+                    WarningMessage(
+                        "language_unavailable",
+                        f"{info.model!r} is English-only: language {config.language!r} is "
+                        "ignored and the recording is transcribed as English",
+                    )
+                )
+        if config.diarization and not info.diarization:
+            warnings.append(
+                WarningMessage(
+                    "diarization_unavailable",
+                    "speaker labels are not enabled on this server (it starts with "
+                    "--diarization): the recording has none",
+                )
+            )
         options = dataclasses.replace(
             info.options,
             language=config.language if info.multilingual else "en",
             task=config.task if info.multilingual else "transcribe",
             initial_prompt=config.prompt or info.options.initial_prompt,
         )
+        diarize = info.diarization if config.diarization is None else config.diarization
         self.recording = config
         self.stopping = False
         self._recordings += 1
         self._last_partial = None
-        return Begin(options, config.sample_rate, name=f".{self._recordings}")
+        begin = Begin(
+            options,
+            config.sample_rate,
+            name=f".{self._recordings}",
+            diarize=diarize and info.diarization,
+        )
+        return [*(Send(w) for w in warnings), begin]
 
     def event(self, event: SessionEvent) -> list[ServerMessage]:
         if isinstance(event, SessionError):
@@ -454,11 +547,9 @@ class JsonAdapter:
         with_words = self.recording.word_timestamps if self.recording is not None else True
         if update.language:
             out.append(Language(update.language, update.language_probability))
-        if update.committed:
-            ms = 1000 * event.timing.inference_s if event.timing else 0.0
-            out.append(
-                Transcription.of(self._segment_id, update.committed, ms, with_words=with_words)
-            )
+        ms = 1000 * event.timing.inference_s if event.timing else 0.0
+        for words in _by_speaker(update.committed):
+            out.append(Transcription.of(self._segment_id, words, ms, with_words=with_words))
             self._segment_id += 1
         partial = Partial.of(update.partial)
         if partial != self._last_partial and (update.partial or self._last_partial is not None):

@@ -48,7 +48,6 @@ END_OF_AUDIO = b"END_OF_AUDIO"
 UNSUPPORTED = (
     "enable_translation",
     "hotwords",
-    "enable_diarization",
     "vad_parameters",
     "clip_audio",
 )
@@ -68,6 +67,7 @@ class ClientConfig:
     word_timestamps: bool = False
     initial_prompt: str | None = None
     audio_format: str = "float32"
+    diarization: bool | None = None  # enable_diarization; None: the server's default
     unsupported: tuple[str, ...] = ()  # options the client turned on that this server lacks
 
 
@@ -100,6 +100,11 @@ def parse_config(raw: str | bytes) -> ClientConfig:
         raise ProtocolError(
             f"'audio_format' must be one of {AUDIO_FORMATS}, got {shown(audio_format)}"
         )
+    diarization = data.get("enable_diarization")
+    if diarization is not None and not isinstance(diarization, bool):
+        raise ProtocolError(
+            f"'enable_diarization' must be true, false or null, got {shown(diarization)}"
+        )
     prompt = data.get("initial_prompt")
     if prompt is not None and not isinstance(prompt, str):
         raise ProtocolError(f"'initial_prompt' must be a string or null, got {shown(prompt)}")
@@ -113,6 +118,7 @@ def parse_config(raw: str | bytes) -> ClientConfig:
         word_timestamps=bool(data.get("word_timestamps", False)),
         initial_prompt=prompt or None,
         audio_format=audio_format,
+        diarization=diarization,
         unsupported=tuple(name for name in UNSUPPORTED if data.get(name)),
     )
 
@@ -210,6 +216,7 @@ class WireWord:
     start: float
     end: float
     probability: float
+    speaker: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,17 +228,20 @@ class WireSegment:
     text: str  # with WhisperLive's leading space
     completed: bool
     words: tuple[WireWord, ...] | None = None  # with ``word_timestamps``
+    speaker: int | None = None  # diarized sessions: 1, 2, ...
 
     @classmethod
     def of(cls, seg: TranscriptSegment, with_words: bool) -> WireSegment:
         words = None
         if with_words:
             words = tuple(
-                WireWord(w.word, round(w.start, 3), round(w.end, 3), round(w.probability, 4))
+                WireWord(
+                    w.word, round(w.start, 3), round(w.end, 3), round(w.probability, 4), w.speaker
+                )
                 for w in seg.words
             )
         text = " " + seg.text if seg.text else ""
-        return cls(seg.start, seg.end, text, seg.completed, words)
+        return cls(seg.start, seg.end, text, seg.completed, words, seg.speaker)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -240,9 +250,12 @@ class WireSegment:
             "text": self.text,
             "completed": self.completed,
         }
+        if self.speaker is not None:
+            out["speaker"] = self.speaker
         if self.words is not None:
             out["words"] = [
                 {"word": w.word, "start": w.start, "end": w.end, "probability": w.probability}
+                | ({} if w.speaker is None else {"speaker": w.speaker})
                 for w in self.words
             ]
         return out
@@ -260,6 +273,7 @@ class WireSegment:
                         float(w["start"]),
                         float(w["end"]),
                         float(w.get("probability", 0.0)),
+                        _speaker(w.get("speaker")),
                     )
                     for w in data["words"]
                 )
@@ -269,9 +283,14 @@ class WireSegment:
                 str(data["text"]),
                 bool(data.get("completed", False)),
                 words,
+                _speaker(data.get("speaker")),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ProtocolError(f"bad segment {shown(data)}: {exc}") from None
+
+
+def _speaker(value: Any) -> int | None:
+    return None if value is None else int(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -402,6 +421,10 @@ class WhisperLiveAdapter:
             warnings.append(
                 f"model {config.model!r} is not served here; using {info.model!r} instead"
             )
+        if config.diarization and not info.diarization:
+            warnings.append(
+                "speaker labels are not enabled on this server (it starts with --diarization)"
+            )
         language = config.language or info.options.language
         task = config.task
         if not info.multilingual:
@@ -420,9 +443,10 @@ class WhisperLiveAdapter:
             use_vad=config.use_vad,
             initial_prompt=config.initial_prompt or info.options.initial_prompt,
         )
+        diarize = info.diarization if config.diarization is None else config.diarization
         return [
             *(Send(WarningMessage(config.uid, text)) for text in warnings),
-            Begin(options),
+            Begin(options, diarize=diarize and info.diarization),
             Send(ServerReady(config.uid, info.backend)),
         ]
 
