@@ -212,6 +212,7 @@ _SERVE_GROUPS = {
         "encoder_min commit_policy commit_window use_vad"
     ),
     "output": "save_audio log_level",
+    "speakers": "diarization max_speakers",
 }
 
 
@@ -352,6 +353,19 @@ def serve_main(argv: Sequence[str] | None = None) -> int:
         help="tell a new session to WAIT when one more live session would use more than this "
         "share of the model's capacity, so the running ones stay real time (default 0.9; 0: off)",
     )
+    parser.add_argument(
+        "--diarization",
+        action="store_true",
+        help="label who speaks (Speaker 1, 2, ...) in every session that does not opt out; "
+        "needs the diarization extra (pip install 'whisper-streaming[diarization]')",
+    )
+    parser.add_argument(
+        "--max-speakers",
+        type=int,
+        default=8,
+        metavar="N",
+        help="most speakers one session's diarization tells apart (default 8)",
+    )
     parser.add_argument("--ssl-certfile", metavar="PEM", help="serve TLS: certificate chain")
     parser.add_argument("--ssl-keyfile", metavar="PEM", help="serve TLS: private key")
     _add_model_args(parser)
@@ -394,6 +408,8 @@ def serve_main(argv: Sequence[str] | None = None) -> int:
                 open_whisperlive=args.open_whisperlive,
                 refuse_when_full=args.refuse_when_full,
                 max_load=args.max_load,
+                diarization=args.diarization,
+                max_speakers=args.max_speakers,
             ),
             max_batch_size=args.batch_size,
             ssl_certfile=args.ssl_certfile,
@@ -420,6 +436,20 @@ def client_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--language", "-l", default=None, help="language code (default: detect)")
     parser.add_argument("--model", "-m", default="tiny.en", help="model to ask the server for")
     parser.add_argument("--translate", "-t", action="store_true", help="translate to English")
+    speakers = parser.add_mutually_exclusive_group()
+    speakers.add_argument(
+        "--diarization",
+        dest="diarization",
+        action="store_true",
+        default=None,
+        help="label who speaks ([Speaker 1] ...; the server needs --diarization)",
+    )
+    speakers.add_argument(
+        "--no-diarization",
+        dest="diarization",
+        action="store_false",
+        help="no speaker labels even if the server gives them by default",
+    )
     parser.add_argument(
         "--audio-file", "-f", default=None, help="file to send (default: microphone)"
     )
@@ -468,6 +498,7 @@ def client_main(argv: Sequence[str] | None = None) -> int:
         api_key=args.api_key,
         use_wss=args.wss,
         ca_file=args.ca_file,
+        diarization=args.diarization,
     )
     try:
         client(args.audio_file)
@@ -483,7 +514,12 @@ def client_main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     if not args.output:
-        print(client.text)
+        if any("speaker" in s for s in client.segments):
+            from .client.outputs import render
+
+            print(render(client.segments, "txt"), end="")
+        else:
+            print(client.text)
     return 0
 
 

@@ -23,6 +23,7 @@ from tests.integration.test_json_protocol import json_session, pcm16, send_chunk
 from whisper_streaming.speakers import ScriptedEncoder
 
 TURN_S = 4.0
+DIARIZING: set[str] = set()  # servers started with diarization
 
 
 def two_voices() -> np.ndarray:
@@ -33,7 +34,8 @@ def two_voices() -> np.ndarray:
 
 
 def _json_recording(url: str, **config: Any) -> list[dict[str, Any]]:
-    ws, _ = json_session(url)
+    ws, ready = json_session(url)
+    assert ready["diarization"] is (url in DIARIZING)
     ws.send(json.dumps({"type": "start_recording", "config": config}))
     send_chunks(ws, pcm16(two_voices()))
     ws.send(json.dumps({"type": "stop_recording"}))
@@ -44,6 +46,7 @@ def _json_recording(url: str, **config: Any) -> list[dict[str, Any]]:
 
 def test_json_transcriptions_carry_the_speaker_and_split_where_it_changes() -> None:
     with running_server(speaker_encoder=ScriptedEncoder(noise=0.1), diarization=True) as srv:
+        DIARIZING.add(srv.url)
         messages = _json_recording(srv.url)
         opted_out = _json_recording(srv.url, diarization=False)
     finals = [m for m in messages if m["type"] == "transcription"]

@@ -80,7 +80,15 @@ def test_recording_messages_and_a_second_recording() -> None:
     with running_server() as srv:
         ws, ready = json_session(srv.url)
         assert ready["type"] == "ready" and ready["sample_rate"] == 16000
-        assert set(ready) == {"type", "session_id", "backend", "model", "sample_rate"}
+        assert set(ready) == {
+            "type",
+            "session_id",
+            "backend",
+            "model",
+            "sample_rate",
+            "diarization",
+        }
+        assert ready["diarization"] is False
         for _ in range(2):
             ws.send(json.dumps({"type": "start_recording", "config": {"encoding": "pcm_s16le"}}))
             send_chunks(ws, pcm16(tone(3.0)))

@@ -63,3 +63,39 @@ def test_write_transcript_by_extension(tmp_path: Path) -> None:
     assert (tmp_path / "a.txt").read_text() == "Hello there.\nBye.\n"
     with pytest.raises(ValueError):
         write_transcript(tmp_path / "a.doc", SEGMENTS)
+
+
+def test_speaker_labels_in_every_output_format() -> None:
+    """[Speaker N] in SRT and text, WebVTT voice spans (<v Speaker N>, text escaped), the
+    speaker field in JSON; unlabelled segments stay as they were."""
+    segments = [
+        {"start": 0.0, "end": 1.5, "text": " Hello there.", "speaker": 1},
+        {"start": 1.6, "end": 3.0, "text": " Fish & <chips>?", "speaker": 2},
+        {"start": 3.1, "end": 4.0, "text": " Unlabelled."},
+    ]
+    srt = render(segments, "srt")
+    assert "00:00:00,000 --> 00:00:01,500\n[Speaker 1] Hello there.\n" in srt
+    assert "[Speaker 2] Fish & <chips>?" in srt and "\nUnlabelled.\n" in srt
+    vtt = render(segments, "vtt")
+    assert "<v Speaker 1>Hello there.\n" in vtt
+    assert "<v Speaker 2>Fish &amp; &lt;chips>?\n" in vtt and "\nUnlabelled.\n" in vtt
+    assert render(segments, "txt").splitlines() == [
+        "[Speaker 1] Hello there.",
+        "[Speaker 2] Fish & <chips>?",
+        "Unlabelled.",
+    ]
+    assert [s.get("speaker") for s in json.loads(render(segments, "json"))["segments"]] == [
+        1,
+        2,
+        None,
+    ]
+
+
+def test_segments_split_where_the_speaker_changes() -> None:
+    from whisper_streaming.backends.base import Word
+
+    words = tuple(
+        Word(f" w{i}", i * 0.3, i * 0.3 + 0.25, speaker=1 if i < 3 else 2) for i in range(5)
+    )
+    done = SegmentBuilder().add(TranscriptUpdate(committed=words, utterance_end=True))
+    assert [(s.text, s.speaker) for s in done] == [("w0 w1 w2", 1), ("w3 w4", 2)]

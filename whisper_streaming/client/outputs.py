@@ -21,19 +21,38 @@ def format_timestamp(seconds: float, *, decimal: str = ",") -> str:
     return f"{h:02d}:{m:02d}:{s:02d}{decimal}{ms:03d}"
 
 
+def speaker_name(speaker: int) -> str:
+    """How a speaker label reads: ``Speaker 1``."""
+    return f"Speaker {speaker}"
+
+
+def labelled(segment: dict[str, Any]) -> str:
+    """A segment's text, after ``[Speaker N] `` when it has a speaker."""
+    text = str(segment["text"]).strip()
+    speaker = segment.get("speaker")
+    return text if speaker is None else f"[{speaker_name(speaker)}] {text}"
+
+
+def _vtt_cue(segment: dict[str, Any]) -> str:
+    """A WebVTT cue's text; a speaker becomes a voice span (``<v Speaker 1>``)."""
+    text = str(segment["text"]).strip().replace("&", "&amp;").replace("<", "&lt;")
+    speaker = segment.get("speaker")
+    return text if speaker is None else f"<v {speaker_name(speaker)}>{text}"
+
+
 def render(segments: Sequence[dict[str, Any]], fmt: str) -> str:
-    """Render segments (dicts with float ``start``, ``end`` and ``text``) in ``fmt``."""
+    """Render segments (dicts with float ``start``, ``end``, ``text``, and ``speaker`` when
+    diarized) in ``fmt``."""
     if fmt == "srt":
         blocks = [
-            f"{i}\n{format_timestamp(s['start'])} --> {format_timestamp(s['end'])}\n"
-            f"{s['text'].strip()}\n"
+            f"{i}\n{format_timestamp(s['start'])} --> {format_timestamp(s['end'])}\n{labelled(s)}\n"
             for i, s in enumerate(segments, 1)
         ]
         return "\n".join(blocks)
     if fmt == "vtt":
         blocks = [
             f"{format_timestamp(s['start'], decimal='.')} --> "
-            f"{format_timestamp(s['end'], decimal='.')}\n{s['text'].strip()}\n"
+            f"{format_timestamp(s['end'], decimal='.')}\n{_vtt_cue(s)}\n"
             for s in segments
         ]
         return "WEBVTT\n\n" + "\n".join(blocks)
@@ -41,7 +60,7 @@ def render(segments: Sequence[dict[str, Any]], fmt: str) -> str:
         text = " ".join(s["text"].strip() for s in segments)
         return json.dumps({"text": text, "segments": list(segments)}, indent=2, ensure_ascii=False)
     if fmt == "txt":
-        return "".join(s["text"].strip() + "\n" for s in segments)
+        return "".join(labelled(s) + "\n" for s in segments)
     raise ValueError(f"unknown output format {fmt!r}; choose one of {FORMATS}")
 
 

@@ -21,7 +21,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from ..audio import SAMPLE_RATE, Float32Array, decode_file, pcm16_to_float32
 from ..exceptions import ProtocolError, WhisperStreamingError
 from ..server.protocols import whisperlive as wl
-from .outputs import write_transcript
+from .outputs import labelled, write_transcript
 
 __all__ = ["ClientError", "ServerBusyError", "TranscriptionClient"]
 
@@ -63,6 +63,8 @@ class TranscriptionClient:
         use_wss: connect with TLS (``wss://``).
         ca_file: with ``use_wss``, trust the certificates this PEM file holds (a private CA, or
             a self-signed server certificate) instead of the system's.
+        diarization: ask for speaker labels (True), none (False), or what the server does by
+            default (None). Labelled segments print as ``[Speaker 1] text``.
     """
 
     def __init__(
@@ -83,6 +85,7 @@ class TranscriptionClient:
         api_key: str | None = None,
         use_wss: bool = False,
         ca_file: str | None = None,
+        diarization: bool | None = None,
     ) -> None:
         self.url = f"{'wss' if use_wss or ca_file else 'ws'}://{host}:{port}/"
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
@@ -93,6 +96,7 @@ class TranscriptionClient:
         self.model = model
         self.task = "translate" if translate else "transcribe"
         self.use_vad = use_vad
+        self.diarization = diarization
         self.callback = transcription_callback
         self.output = output
         self.fast = fast
@@ -180,7 +184,7 @@ class TranscriptionClient:
             "use_vad": self.use_vad,
             "send_last_n_segments": 10,
             "word_timestamps": True,
-        }
+        } | ({} if self.diarization is None else {"enable_diarization": self.diarization})
 
     def _connect(self) -> Any:
         try:
@@ -269,7 +273,7 @@ class TranscriptionClient:
 
     def _segments(self, segments: Sequence[wl.WireSegment]) -> None:
         for item in self._transcript.add(segments):
-            self._print_line(item["text"].strip())
+            self._print_line(labelled(item))
         self.partial = self._transcript.partial
         if self.partial is not None:
             self._print_partial(self.partial["text"].strip())

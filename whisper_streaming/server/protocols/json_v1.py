@@ -180,6 +180,7 @@ class Ready:
     backend: str
     model: str
     sample_rate: int = SAMPLE_RATE
+    diarization: bool = False  # speaker labels are available (and on unless a recording opts out)
 
     def serialize(self) -> str:
         return _dump(
@@ -189,6 +190,7 @@ class Ready:
                 "backend": self.backend,
                 "model": self.model,
                 "sample_rate": self.sample_rate,
+                "diarization": self.diarization,
             }
         )
 
@@ -370,6 +372,7 @@ def parse_server_message(raw: str) -> ServerMessage:
                 str(data["backend"]),
                 str(data["model"]),
                 int(data["sample_rate"]),
+                bool(data.get("diarization", False)),
             )
         if kind == "status" and data.get("status") == "wait":
             return Wait(float(data["estimated_wait_minutes"]))
@@ -463,7 +466,9 @@ class JsonAdapter:
 
     def opened(self, info: ServerInfo) -> list[Action]:
         self.info = info
-        return [Send(Ready(info.session_id, info.backend, info.model))]
+        return [
+            Send(Ready(info.session_id, info.backend, info.model, diarization=info.diarization))
+        ]
 
     def receive(self, message: str | bytes, now: float) -> list[Action]:
         if isinstance(message, bytes):

@@ -348,8 +348,8 @@ class TranscriptAccumulator:
     latest incomplete segment as the partial text. The Python client, the benchmark and the
     tests all read the server through this.
 
-    Kept segments are dicts with float ``start`` and ``end``, ``text``, and ``words`` when sent
-    (what the transcript writers take).
+    Kept segments are dicts with float ``start`` and ``end``, ``text``, ``words`` when sent and
+    ``speaker`` when diarized (what the transcript writers take).
     """
 
     def __init__(self) -> None:
@@ -362,9 +362,12 @@ class TranscriptAccumulator:
         partial = None
         for seg in segments:
             item: dict[str, Any] = {"start": seg.start, "end": seg.end, "text": seg.text}
+            if seg.speaker is not None:
+                item["speaker"] = seg.speaker
             if seg.words is not None:
                 item["words"] = [
                     {"word": w.word, "start": w.start, "end": w.end, "probability": w.probability}
+                    | ({} if w.speaker is None else {"speaker": w.speaker})
                     for w in seg.words
                 ]
             if not seg.completed:

@@ -5,8 +5,12 @@ const $ = (id) => document.getElementById(id);
 const ui = {
   status: $("status"), mic: $("mic"), file: $("file"), clear: $("clear"), wave: $("wave"),
   final: $("final"), partial: $("partial"), words: $("m-words"), latency: $("m-latency"),
-  segments: $("m-segments"), token: $("token"),
+  segments: $("m-segments"), token: $("token"), speakers: $("speakers"),
 };
+
+// Speaker colours (Speaker 1 is the first), distinct for colour-blind readers (Okabe-Ito).
+const SPEAKER_COLOURS = ["#0072b2", "#d55e00", "#009e73", "#cc79a7", "#e69f00", "#56b4e9",
+  "#7a5c00", "#444444"];
 
 const state = {
   ws: null, ready: false, retries: 0, recording: null,
@@ -72,6 +76,9 @@ function handle(msg) {
       state.retries = 0;
       document.body.dataset.session = msg.session_id;
       enableControls(true);
+      ui.speakers.disabled = !msg.diarization;
+      if (!msg.diarization) ui.speakers.checked = false;
+      else if (!state.speakersTouched) ui.speakers.checked = true;
       setStatus(`Ready: ${msg.backend} / ${msg.model}`);
       break;
     case "status":
@@ -83,7 +90,7 @@ function handle(msg) {
       ui.partial.textContent = msg.text ? " " + msg.text : "";
       break;
     case "transcription":
-      ui.final.textContent += (ui.final.textContent ? " " : "") + msg.text;
+      appendFinal(msg);
       state.segments += 1;
       state.words += msg.words ? msg.words.length : msg.text.split(/\s+/).length;
       if (state.recording && state.recording.startedAt) {
@@ -101,11 +108,38 @@ function handle(msg) {
       setStatus("Stopped");
       document.body.dataset.stopped = "true";
       break;
+    case "warning":
+      setStatus(`Note: ${msg.message}`);
+      break;
     case "error":
       setStatus(`Server error (${msg.code}): ${msg.message}`, true);
       break;
   }
 }
+
+// Final text is appended; with speakers, each change of speaker opens a labelled, coloured turn.
+function appendFinal(msg) {
+  const space = ui.final.textContent ? " " : "";
+  if (msg.speaker === undefined || msg.speaker === null) {
+    ui.final.append(space + msg.text);
+    state.speaker = null;
+    return;
+  }
+  const last = ui.final.lastElementChild;
+  if (state.speaker === msg.speaker && last && last === ui.final.lastChild) {
+    last.append(" " + msg.text);
+    return;
+  }
+  const turn = document.createElement("span");
+  turn.className = "turn";
+  turn.dataset.speaker = `Speaker ${msg.speaker}`;
+  turn.style.setProperty("--speaker", SPEAKER_COLOURS[(msg.speaker - 1) % SPEAKER_COLOURS.length]);
+  turn.textContent = space + msg.text;
+  ui.final.append(turn);
+  state.speaker = msg.speaker;
+}
+
+ui.speakers.addEventListener("change", () => { state.speakersTouched = true; });
 
 function showMetrics() {
   ui.words.textContent = String(state.words);
@@ -128,7 +162,10 @@ function startRecording(sampleRate) {
   delete document.body.dataset.stopped;
   state.ws.send(JSON.stringify({
     type: "start_recording",
-    config: { sample_rate: sampleRate, encoding: "pcm_s16le", word_timestamps: true },
+    config: {
+      sample_rate: sampleRate, encoding: "pcm_s16le", word_timestamps: true,
+      diarization: ui.speakers.checked,
+    },
   }));
 }
 
@@ -264,7 +301,7 @@ ui.file.addEventListener("change", () => {
 ui.clear.addEventListener("click", () => {
   ui.final.textContent = "";
   ui.partial.textContent = "";
-  Object.assign(state, { words: 0, segments: 0, latencySum: 0, latencyCount: 0 });
+  Object.assign(state, { words: 0, segments: 0, latencySum: 0, latencyCount: 0, speaker: null });
   showMetrics();
 });
 
