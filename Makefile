@@ -6,11 +6,12 @@ BIN := $(VENV)/bin
 HOST ?= localhost
 PORT ?= 9090
 
-.PHONY: run test lint unit e2e stress bench bench-compare clean help
+.PHONY: run test test-whisperx lint unit e2e stress bench bench-compare clean help
 
 help:
 	@echo "make run    set up .venv and start the server on the embedded tiny.en model"
 	@echo "make test   set up .venv with the dev extras and run lint, types and all tests"
+	@echo "make test-whisperx  the WhisperX backend's tests in its own environment (PyTorch, CPU)"
 	@echo "make stress the fault tests at full size (5,000 fuzzed frames per protocol, ...)"
 	@echo "make bench  run the benchmark (see bench/README.md)"
 	@echo "make bench-compare  this server and WhisperLive side by side (about 50 minutes)"
@@ -96,5 +97,32 @@ $(WL_VENV)/.installed:
 bench-compare: $(VENV)/.installed-dev $(WL_VENV)/.installed
 	$(BIN)/python -m bench.compare $(BENCH_ARGS)
 
+# The WhisperX backend's environment: whisperx (its bundled pyannote VAD model needs
+# pyannote.audio) on PyTorch's CPU build. whisperx pins torch~=2.8 and pyannote.audio wants
+# torchaudio, whose PyPI builds link CUDA: they are installed without their pins, and
+# torchaudio's compiled extensions (CUDA-linked, unused: whisperx gets the audio as an array)
+# are removed so it imports as the Python package. On a machine with CUDA, install
+# 'whisper-streaming[whisperx]' as usual instead.
+WX_VENV := .venv-whisperx
+WX_PIP := $(WX_VENV)/bin/python -m pip install -q -c tests/e2e/whisperx-constraints.txt
+$(WX_VENV)/.installed: pyproject.toml tests/e2e/whisperx-constraints.txt
+	$(PYTHON) -m venv $(WX_VENV)
+	$(WX_VENV)/bin/python -m pip install -q --upgrade pip
+	$(WX_VENV)/bin/python -m pip install -q torch==2.13.0
+	$(WX_VENV)/bin/python -m pip install -q --no-deps torchaudio==2.11.1 whisperx==3.8.6 \
+	  pyannote.audio==4.0.7 torch-audiomentations==0.12.0 torch-pitch-shift==1.2.5 julius==0.2.8
+	rm -f $(WX_VENV)/lib/python*/site-packages/torchaudio/lib/*.so
+	$(WX_PIP) 'transformers>=4.48,<5' 'huggingface-hub<1.0' 'nltk>=3.9.1' 'omegaconf>=2.3.0' \
+	  asteroid-filterbanks einops lightning opentelemetry-api opentelemetry-sdk \
+	  opentelemetry-exporter-otlp 'pyannote-core>=6.0.1' 'pyannote-database>=6.1.1' \
+	  'pyannote-metrics>=4.0.0' 'pyannote-pipeline>=4.0.0' pyannoteai-sdk \
+	  pytorch-metric-learning rich safetensors torchmetrics primePy matplotlib
+	$(WX_PIP) -e . pytest pytest-timeout jiwer whisper-normalizer
+	$(WX_VENV)/bin/python -c "import whisperx.vads"
+	touch $@
+
+test-whisperx: $(WX_VENV)/.installed
+	$(WX_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/e2e/test_whisperx.py
+
 clean:
-	rm -rf $(VENV) $(WL_VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) $(WL_VENV) $(WX_VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

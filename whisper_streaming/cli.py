@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from . import __version__
 from .config import COMMIT_POLICIES, ProcessorOptions
-from .exceptions import WhisperStreamingError
+from .exceptions import ConfigError, WhisperStreamingError
 
 __all__ = ["client_main", "main", "serve_main", "simulate_main"]
 
@@ -67,6 +67,12 @@ def _add_model_args(parser: argparse.ArgumentParser) -> None:
         default=_DEFAULTS.agreement_lead_s,
         help="with --commit-policy agreement: right context (s) a word needs before it is "
         f"committed (default {_DEFAULTS.agreement_lead_s:g})",
+    )
+    parser.add_argument(
+        "--align-model",
+        metavar="DIR",
+        help="whisperx backend: a local wav2vec2 model directory for word alignment in "
+        "--language (default: word times estimated from each chunk)",
     )
     parser.add_argument(
         "--encoder-min",
@@ -127,6 +133,12 @@ def _backend_options(args: argparse.Namespace) -> dict[str, object]:
     }
     if args.backend == "faster_whisper":
         options["encoder_min_s"] = args.encoder_min
+    if args.backend == "whisperx":
+        options["language"] = args.language
+        if args.align_model:
+            options["align_model"] = args.align_model
+    elif args.align_model:
+        raise ConfigError("--align-model is an option of the whisperx backend (--backend whisperx)")
     return options
 
 
@@ -206,7 +218,9 @@ _SERVE_GROUPS = {
         "refuse_when_full max_load cors_origins"
     ),
     "security": "api_key api_keys_file open_whisperlive ssl_certfile ssl_keyfile",
-    "model and compute": "model backend device compute_type workers cpu_threads batch_size",
+    "model and compute": (
+        "model backend device compute_type workers cpu_threads batch_size align_model"
+    ),
     "streaming": (
         "language beam_size hypothesis_beam_size min_chunk_size hypothesis_step agreement_lead "
         "encoder_min commit_policy commit_window use_vad"

@@ -238,3 +238,15 @@ def test_transcript_prompt_starts_with_the_initial_prompt() -> None:
     # Committed text as long as the prompt pushes the initial prompt out.
     committed = "hello there " + " ".join(f"w{i}" for i in range(10))
     assert text.prompt(20.0) == committed[-30:].lstrip()
+
+
+def test_whisperx_chunks_get_word_times_in_proportion_to_length() -> None:
+    """WhisperX decodes VAD chunks without timestamps: its words are laid over the chunk."""
+    from whisper_streaming.backends.whisperx import spread_words
+
+    words = spread_words(" Ask not what", 1.0, 3.0, 0.9)
+    assert [w.word for w in words] == [" Ask", " not", " what"]
+    assert words[0].start == 1.0 and words[-1].end == 3.0
+    assert all(a.end == b.start for a, b in zip(words, words[1:], strict=False))
+    assert words[2].end - words[2].start > words[1].end - words[1].start  # longer word
+    assert spread_words("  ", 0.0, 1.0) == ()
