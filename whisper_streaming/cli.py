@@ -226,7 +226,7 @@ _SERVE_GROUPS = {
         "encoder_min commit_policy commit_window use_vad"
     ),
     "output": "save_audio log_level",
-    "speakers": "diarization max_speakers",
+    "speakers": "diarization max_speakers speaker_encoder speaker_model hf_token",
 }
 
 
@@ -380,6 +380,24 @@ def serve_main(argv: Sequence[str] | None = None) -> int:
         metavar="N",
         help="most speakers one session's diarization tells apart (default 8)",
     )
+    parser.add_argument(
+        "--speaker-encoder",
+        default="resemblyzer",
+        choices=["resemblyzer", "pyannote"],
+        help="speaker embeddings for --diarization: resemblyzer (default; its model ships in "
+        "its package) or pyannote (pyannote.audio and --speaker-model)",
+    )
+    parser.add_argument(
+        "--speaker-model",
+        metavar="DIR",
+        help="the pyannote encoder's model: a local directory, or a hub name with --hf-token",
+    )
+    parser.add_argument(
+        "--hf-token",
+        metavar="TOKEN",
+        default=os.environ.get("HF_TOKEN"),
+        help="Hugging Face token for a gated pyannote model (default: $HF_TOKEN)",
+    )
     parser.add_argument("--ssl-certfile", metavar="PEM", help="serve TLS: certificate chain")
     parser.add_argument("--ssl-keyfile", metavar="PEM", help="serve TLS: private key")
     _add_model_args(parser)
@@ -424,6 +442,9 @@ def serve_main(argv: Sequence[str] | None = None) -> int:
                 max_load=args.max_load,
                 diarization=args.diarization,
                 max_speakers=args.max_speakers,
+                speaker_encoder=args.speaker_encoder,
+                speaker_model=args.speaker_model,
+                hf_token=args.hf_token,
             ),
             max_batch_size=args.batch_size,
             ssl_certfile=args.ssl_certfile,

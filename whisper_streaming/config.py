@@ -237,6 +237,10 @@ class ServerOptions:
             WebSocket session that does not opt out; needs the speaker encoder (the
             ``diarization`` extra), loaded at startup.
         max_speakers: most speakers one session's diarization tells apart.
+        speaker_encoder: ``"resemblyzer"`` (default, works offline) or ``"pyannote"``.
+        speaker_model: the pyannote encoder's model (a local path, or a hub name with
+            ``hf_token``).
+        hf_token: Hugging Face token for a gated pyannote model on the hub.
         open_whisperlive: with ``api_keys``, leave the WhisperLive path open to clients without
             a key (the stock WhisperLive client cannot send a header; it can send
             ``?token=KEY`` only through its port argument, ``port="9090/?token=KEY"``).
@@ -262,6 +266,9 @@ class ServerOptions:
     max_load: float = 0.9
     diarization: bool = False
     max_speakers: int = 8
+    speaker_encoder: str = "resemblyzer"
+    speaker_model: str | None = None
+    hf_token: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         _require(self.max_clients >= 1, f"max_clients must be >= 1, got {self.max_clients}")

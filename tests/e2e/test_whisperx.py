@@ -142,3 +142,32 @@ def test_aligned_word_times(testdata: Path) -> None:
     assert wer([JFK], [result.text]) <= 0.2
     assert words[0].start < 1.0 and words[-1].end > 9.5
     assert all(w.end - w.start < 1.5 for w in words)
+
+
+def test_the_pyannote_speaker_encoder_says_what_to_download(tmp_path: Path) -> None:
+    """pyannote.audio is here (WhisperX brings it); its embedding models are not, and cannot be
+    fetched: a missing model names the model and the command, before any audio."""
+    from whisper_streaming.speakers import load_encoder
+
+    with pytest.raises(ConfigError, match="--speaker-model"):
+        load_encoder("pyannote")
+    with pytest.raises(ConfigError, match="huggingface-cli download pyannote/wespeaker"):
+        load_encoder("pyannote", model=str(tmp_path / "missing"))
+
+
+PYANNOTE_EMBEDDING = os.environ.get("WHISPER_STREAMING_PYANNOTE_EMBEDDING")
+
+
+@pytest.mark.skipif(
+    not PYANNOTE_EMBEDDING,
+    reason="needs a local pyannote embedding model (WHISPER_STREAMING_PYANNOTE_EMBEDDING=DIR, "
+    "e.g. pyannote/wespeaker-voxceleb-resnet34-LM); this machine cannot download it",
+)
+def test_the_pyannote_encoder_tells_speakers_apart(testdata: Path) -> None:
+    from bench.diarization import build_conversations, run
+    from whisper_streaming.speakers import load_encoder
+
+    conversations = build_conversations(testdata / "librispeech-test-other", 4, seed=1)
+    report = run(conversations, load_encoder("pyannote", model=PYANNOTE_EMBEDDING))
+    record("diarization_pyannote", report)
+    assert report["der"] <= 0.3, report

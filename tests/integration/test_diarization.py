@@ -1,4 +1,4 @@
-"""Speaker labels and honest warnings over both protocols (scripted backend and encoder).
+"""Speaker labels, translation and language over both protocols (scripted backend and encoder).
 
 The scripted encoder hears a tone's frequency as its voice: 4 s at 200 Hz, then 4 s at 650 Hz
 are two speakers talking in turn; the scripted backend hears its timeline of words.
@@ -6,20 +6,27 @@ are two speakers talking in turn; the scripted backend hears its timeline of wor
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
 from tests.integration.conftest import (
+    TIMELINE,
     english_backend,
+    expected_text,
     open_session,
     receive_all,
+    run_stock_client,
     running_server,
     send_audio,
 )
 from tests.integration.test_json_protocol import json_session, pcm16, send_chunks, until
+from whisper_streaming import ScriptedBackend, Transcription
+from whisper_streaming.backends.base import InferenceRequest
 from whisper_streaming.speakers import ScriptedEncoder
 
 TURN_S = 4.0
@@ -42,6 +49,25 @@ def _json_recording(url: str, **config: Any) -> list[dict[str, Any]]:
     messages = until(ws, "stopped")
     ws.close()
     return messages
+
+
+def test_the_stock_whisperlive_client_ignores_the_speaker_field(tmp_path: Path) -> None:
+    """The unmodified whisper_live 0.10 client on a diarizing server (its segments carry
+    ``speaker``): it connects, shows the text and ends as usual."""
+    import wave
+
+    audio = tmp_path / "two-voices.wav"
+    with wave.open(str(audio), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes(pcm16(two_voices()))
+    with running_server(speaker_encoder=ScriptedEncoder(noise=0.1), diarization=True) as srv:
+        proc = run_stock_client(srv.port, audio, tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Server Ready!" in proc.stdout
+    assert expected_text(2.0) in proc.stdout  # its live display
+    assert "connection closed: 1000" in proc.stdout
 
 
 def test_json_transcriptions_carry_the_speaker_and_split_where_it_changes() -> None:
@@ -136,3 +162,39 @@ def test_diarization_without_the_encoder_fails_at_startup_with_the_install_comma
     with pytest.raises(ConfigError, match=r"whisper-streaming\[diarization\]"):
         with running_server(diarization=True):
             pass
+
+
+def _german_backend() -> ScriptedBackend:
+    """A multilingual scripted model that detects German (p = 0.93) when no language is set."""
+
+    def respond(request: InferenceRequest) -> Transcription:
+        heard = ScriptedBackend.hear(request, TIMELINE)
+        language = request.language or "de"
+        return dataclasses.replace(heard, language=language, language_probability=0.93)
+
+    return ScriptedBackend(responder=respond, model_name="small")
+
+
+@pytest.mark.parametrize("protocol", ["json", "whisperlive"])
+def test_translation_reaches_a_multilingual_model_and_the_detected_language_is_reported(
+    protocol: str,
+) -> None:
+    backend = _german_backend()
+    with running_server(backend) as srv:
+        if protocol == "json":
+            messages = _json_recording(srv.url, task="translate")
+            languages = [
+                (m["language"], m["probability"]) for m in messages if m["type"] == "language"
+            ]
+            warnings = [m for m in messages if m["type"] == "warning"]
+        else:
+            ws, _ = open_session(srv.url, task="translate", language=None)
+            send_audio(ws, two_voices().tobytes())
+            ws.send(b"END_OF_AUDIO")
+            messages = receive_all(ws)
+            languages = [(m["language"], m["language_prob"]) for m in messages if "language" in m]
+            warnings = [m for m in messages if m.get("status") == "WARNING"]
+    assert languages == [("de", 0.93)], messages
+    assert not warnings, warnings
+    asked = list(backend.requests)[1:]  # after the warm-up decode
+    assert asked and all(r.task == "translate" and r.language is None for r in asked)

@@ -129,3 +129,20 @@ def test_a_young_turn_has_a_provisional_label_and_no_vad_means_all_speech() -> N
     assert [(t.speaker, t.settled) for t in tracker.turns] == [(1, True)]
     assert tracker.clustering.speakers == 1
     assert speaker_at((), 0.0, 1.0) is None
+
+
+def test_speaker_encoders_by_name_and_their_errors() -> None:
+    """Unknown names and misplaced models are refused; pyannote without pyannote.audio (not in
+    the core install) says how to get it (its model errors: test_whisperx, where it is)."""
+    from whisper_streaming.exceptions import ConfigError
+    from whisper_streaming.speakers import load_encoder
+
+    with pytest.raises(ConfigError, match="available: resemblyzer, pyannote"):
+        load_encoder("ecapa")
+    with pytest.raises(ConfigError, match="drop --speaker-model"):
+        load_encoder("resemblyzer", model="/models/x")
+    try:
+        import pyannote.audio  # noqa: F401
+    except ImportError:
+        with pytest.raises(ConfigError, match="pip install pyannote.audio"):
+            load_encoder("pyannote", model="/models/x")

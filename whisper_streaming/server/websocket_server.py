@@ -158,7 +158,10 @@ class WhisperStreamingServer:
                 self.backend = await loop.run_in_executor(None, lambda: load_backend(name, **opts))
             backend = self.backend
             if self.options.diarization and self.speaker_encoder is None:
-                self.speaker_encoder = await loop.run_in_executor(None, load_encoder)
+                o = self.options
+                self.speaker_encoder = await loop.run_in_executor(
+                    None, load_encoder, o.speaker_encoder, o.speaker_model, o.hf_token
+                )
             await loop.run_in_executor(None, _warm_up, backend)
             # Asked once: a CUDA query per /health request would run on the event loop.
             self._gpu_available = await loop.run_in_executor(None, cuda_available)

@@ -17,6 +17,7 @@ from .encoders import ScriptedEncoder, SpeakerEncoder
 from .tracker import SpeakerTracker, SpeakerTurn, speaker_at
 
 __all__ = [
+    "ENCODERS",
     "OnlineClustering",
     "ScriptedEncoder",
     "SpeakerAssignment",
@@ -28,15 +29,30 @@ __all__ = [
 ]
 
 
-def load_encoder(name: str = "resemblyzer") -> SpeakerEncoder:
-    """The speaker encoder called ``name`` (``"resemblyzer"``: GE2E, the default).
+ENCODERS = ("resemblyzer", "pyannote")
+
+
+def load_encoder(
+    name: str = "resemblyzer", model: str | None = None, token: str | None = None
+) -> SpeakerEncoder:
+    """The speaker encoder called ``name``: ``"resemblyzer"`` (GE2E, the default: its weights
+    ship in its wheel) or ``"pyannote"`` (a pyannote.audio embedding ``model``: a local path, or
+    a hub name with ``token``).
 
     Raises:
-        ConfigError: unknown name, or the encoder's package is not installed (says how to
-            install it).
+        ConfigError: unknown name, the encoder's package is not installed, or its model is
+            missing (the message says how to get it).
     """
     if name == "resemblyzer":
+        if model is not None:
+            raise ConfigError(
+                "the resemblyzer encoder has its model built in: drop --speaker-model"
+            )
         from .ge2e import GE2EEncoder
 
         return GE2EEncoder()
-    raise ConfigError(f"unknown speaker encoder {name!r}; available: resemblyzer")
+    if name == "pyannote":
+        from .pyannote import PyannoteEncoder
+
+        return PyannoteEncoder(model, token)
+    raise ConfigError(f"unknown speaker encoder {name!r}; available: {', '.join(ENCODERS)}")
