@@ -79,8 +79,9 @@ stress: $(VENV)/.installed-dev
 	  tests/integration/test_json_protocol.py tests/unit/test_protocol_input.py
 
 # Defaults finish in under 10 minutes on 2 CPU cores; see bench/README.md for the options.
-bench: $(VENV)/.installed-dev
+bench: $(VENV)/.installed-dev $(VENV)/.installed-compat
 	$(BIN)/python -m bench $(BENCH_ARGS)
+	$(BIN)/python -m bench.diarization
 
 # WhisperLive 0.10.0 in its own environment, for `make bench-compare`: its server imports torch
 # (the CPU build), and its wheel pins versions ours does not need. Only what its server imports

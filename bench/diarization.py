@@ -187,21 +187,34 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA / "librispeech-test-other")
     parser.add_argument("--conversations", type=int, default=8)
     parser.add_argument(
-        "--seed",
+        "--seeds",
         type=int,
-        default=1,
-        help="which conversations (the defaults were tuned on seed 0; seed 1 is held out)",
+        nargs="+",
+        default=[1, 0],
+        help="which sets of conversations (default: 1, held out, and 0, on which the tracker's "
+        "thresholds were chosen)",
     )
-    parser.add_argument("--output", type=Path, default=Path("bench/results/diarization.json"))
+    parser.add_argument("--encoder", default="resemblyzer", help="resemblyzer or pyannote")
+    parser.add_argument("--speaker-model", help="the pyannote encoder's model directory")
+    parser.add_argument("--output", type=Path, default=Path("bench/results/diarization"))
     args = parser.parse_args(argv)
     from whisper_streaming.speakers import load_encoder
 
-    report = run(build_conversations(args.data, args.conversations, args.seed), load_encoder())
-    report["seed"] = args.seed
+    encoder = load_encoder(args.encoder, args.speaker_model)
+    reports = {}
+    tables = []
+    for seed in args.seeds:
+        report = run(build_conversations(args.data, args.conversations, seed), encoder)
+        reports[f"seed {seed}"] = report
+        role = "held out" if seed != 0 else "the set the thresholds were chosen on"
+        tables.append(f"### Conversations of seed {seed} ({role})\n\n{markdown(report)}\n")
+        cpu = report["cpu_s_per_audio_s"]
+        tables.append(f"Encoder {encoder.name}: {cpu:.3f} CPU s per audio second.\n")
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=2) + "\n")
-    print(markdown(report))
-    print(f"cpu {report['cpu_s_per_audio_s']:.3f} s per audio second; written to {args.output}")
+    args.output.with_suffix(".json").write_text(json.dumps(reports, indent=2) + "\n")
+    text = "\n".join(tables)
+    args.output.with_suffix(".md").write_text(text)
+    print(text)
     return 0
 
 
