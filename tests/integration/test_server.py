@@ -707,7 +707,8 @@ def test_a_crash_in_a_send_task_ends_that_session_at_once(
 
 def test_initial_prompt_is_used_and_unsupported_options_are_named() -> None:
     """WhisperLive's initial_prompt conditions the decodes (before any text is committed);
-    options this server lacks, turned on by the client, get a WARNING naming them."""
+    options this server lacks, turned on by the client, get a WARNING naming them (and speaker
+    labels, which this server has only with --diarization, one saying so)."""
     backend = timeline_backend()
     with running_server(backend) as srv:
         ws, first = open_session(
@@ -719,8 +720,10 @@ def test_initial_prompt_is_used_and_unsupported_options_are_named() -> None:
             enable_translation=False,  # off: no warning for it
         )
         assert first["status"] == "WARNING", first
-        assert "hotwords, enable_diarization" in first["message"]
-        assert "enable_translation" not in first["message"]
+        assert "--diarization" in first["message"]
+        second = json.loads(ws.recv(timeout(10)))
+        assert second["status"] == "WARNING", second
+        assert "not supported by this server, ignored: hotwords" == second["message"]
         assert json.loads(ws.recv(timeout(10)))["message"] == "SERVER_READY"
         send_audio(ws, tone_bytes(1.0))
         ws.send(b"END_OF_AUDIO")
