@@ -146,3 +146,17 @@ def test_speaker_encoders_by_name_and_their_errors() -> None:
     except ImportError:
         with pytest.raises(ConfigError, match="pip install pyannote.audio"):
             load_encoder("pyannote", model="/models/x")
+
+
+def test_a_long_stream_keeps_a_bounded_number_of_turns(monkeypatch: pytest.MonkeyPatch) -> None:
+    from whisper_streaming.speakers import tracker as tracker_module
+
+    monkeypatch.setattr(tracker_module, "KEPT_TURNS", 5)
+    tracker = SpeakerTracker(ScriptedEncoder(noise=0.0))
+    run = np.concatenate([tone(0.6, freq_hz=200), np.zeros(SAMPLE_RATE // 2, np.float32)])
+    for i in range(12):
+        events = _speech_events(0.0, 0.6)
+        shifted = [VadEvent(e.kind, e.sample + i * run.shape[0]) for e in events]
+        tracker.push(run, shifted)
+    assert len(tracker.turns) == 5
+    assert tracker.turns[-1].start == pytest.approx(11 * 1.1, abs=0.01)

@@ -406,23 +406,24 @@ class StreamSession:
         return self.processor.fail(request, give_up=True)
 
     def _emit(self, event: SessionEvent) -> None:
-        if self.speakers is not None and isinstance(event, UpdateEvent):
-            event = dataclasses.replace(event, update=self._labelled(event.update))
+        speakers = self.speakers  # read once: the session's thread may drop it
+        if speakers is not None and isinstance(event, UpdateEvent):
+            event = dataclasses.replace(event, update=_labelled(event.update, speakers))
         self.events.put_nowait(event)
 
-    def _labelled(self, update: TranscriptUpdate) -> TranscriptUpdate:
-        """The update with each word's speaker (from the speaker turns found so far: a cheap
-        lookup in an immutable snapshot that the session's thread replaces)."""
-        if not (update.committed or update.partial):
-            return update
-        assert self.speakers is not None
-        turns = self.speakers.turns
 
-        def label(words: tuple[Word, ...]) -> tuple[Word, ...]:
-            return tuple(
-                dataclasses.replace(w, speaker=speaker_at(turns, w.start, w.end)) for w in words
-            )
+def _labelled(update: TranscriptUpdate, speakers: SpeakerTracker) -> TranscriptUpdate:
+    """The update with each word's speaker (from the speaker turns found so far: a cheap lookup
+    in an immutable snapshot that the session's thread replaces)."""
+    if not (update.committed or update.partial):
+        return update
+    turns = speakers.turns
 
-        return dataclasses.replace(
-            update, committed=label(update.committed), partial=label(update.partial)
+    def label(words: tuple[Word, ...]) -> tuple[Word, ...]:
+        return tuple(
+            dataclasses.replace(w, speaker=speaker_at(turns, w.start, w.end)) for w in words
         )
+
+    return dataclasses.replace(
+        update, committed=label(update.committed), partial=label(update.partial)
+    )

@@ -11,12 +11,16 @@ appearance; a new voice gets the next one, up to the clustering's cap.
 
 The owner calls :meth:`push` from one thread; :attr:`turns` is an immutable snapshot replaced
 at the end of each call, so another thread may read it (and call :meth:`speaker_at`) meanwhile.
+It holds the last ``KEPT_TURNS`` turns: words are labelled when they are committed, at most a
+few minutes after they were spoken, so older turns are not needed (and a long stream's memory
+stays bounded).
 """
 
 from __future__ import annotations
 
 import bisect
 import math
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -27,7 +31,9 @@ from ..vad import VadEvent, VadEventKind
 from .clustering import OnlineClustering
 from .encoders import SpeakerEncoder, unit
 
-__all__ = ["SpeakerTracker", "SpeakerTurn"]
+__all__ = ["KEPT_TURNS", "SpeakerTracker", "SpeakerTurn", "speaker_at"]
+
+KEPT_TURNS = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,10 +98,11 @@ class SpeakerTracker:
         self._run_start = 0  # stream index where the current run began
         self._next_window = 0  # stream index of the next window's start
         self._covered = 0  # stream index where the run's last window ended
-        self._closed: list[SpeakerTurn] = []
+        self._closed: deque[SpeakerTurn] = deque(maxlen=KEPT_TURNS)
         self._turn: _Turn | None = None
         self.turns: tuple[SpeakerTurn, ...] = ()
-        """Every turn so far, oldest first (the last may be open and provisional)."""
+        """The turns so far (the last ``KEPT_TURNS``), oldest first; the last may be open and
+        provisional."""
 
     # -- audio ------------------------------------------------------------------------------
 
