@@ -51,6 +51,12 @@ class Conversation:
     def speakers(self) -> int:
         return len({s for _, _, s in self.turns})
 
+    def first(self, turns: int) -> Conversation:
+        """The conversation's first ``turns`` turns (and 0.5 s of what follows)."""
+        end = self.turns[turns - 1][1] + 0.5
+        audio = self.audio[: int(end * SAMPLE_RATE)]
+        return Conversation(f"{self.name}[:{turns}]", audio, self.turns[:turns])
+
 
 def _trim(samples: Float32Array, floor_db: float = -40.0) -> Float32Array:
     """Cut leading and trailing silence (10 ms frames below ``floor_db`` of the peak frame)."""

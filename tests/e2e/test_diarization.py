@@ -153,17 +153,16 @@ def test_the_client_labels_who_spoke_through_the_server(
 def test_the_demo_page_shows_who_spoke(
     server: RunningServer, conversations: list[Conversation], tmp_path: Path
 ) -> None:
-    """A 2-speaker conversation played by Chromium's fake microphone into the demo page: "Who
-    spoke" is on (the server diarizes), the final text comes in labelled, coloured turns, and
-    the turns follow the speakers."""
+    """The first five turns of a 2-speaker conversation played by Chromium's fake microphone
+    into the demo page: "Who spoke" is on (the server diarizes), the final text comes in
+    labelled, coloured turns, and the turns follow the speakers."""
     from tests.e2e.test_browser import CHROMIUM, _chromium_args, _open_demo, _require_browser
 
     _require_browser()
     from playwright.sync_api import sync_playwright
 
-    conversation = min(
-        (c for c in conversations if c.speakers == 2), key=lambda c: c.audio.shape[0]
-    )
+    conversation = next(c for c in conversations if c.speakers == 2 and c.name == "conv1")
+    conversation = conversation.first(5)
     wav = _wav(conversation, tmp_path / "conversation.wav", tail_s=3.0)
     duration = conversation.audio.shape[0] / SAMPLE_RATE
     with sync_playwright() as p:
