@@ -134,7 +134,7 @@ function appendFinal(msg) {
   turn.className = "turn";
   turn.dataset.speaker = `Speaker ${msg.speaker}`;
   turn.style.setProperty("--speaker", SPEAKER_COLOURS[(msg.speaker - 1) % SPEAKER_COLOURS.length]);
-  turn.textContent = space + msg.text;
+  turn.textContent = msg.text;  // its own line: no space before it
   ui.final.append(turn);
   state.speaker = msg.speaker;
 }
