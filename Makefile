@@ -118,7 +118,7 @@ $(WX_VENV)/.installed: pyproject.toml tests/e2e/whisperx-constraints.txt
 	  opentelemetry-exporter-otlp 'pyannote-core>=6.0.1' 'pyannote-database>=6.1.1' \
 	  'pyannote-metrics>=4.0.0' 'pyannote-pipeline>=4.0.0' pyannoteai-sdk \
 	  pytorch-metric-learning rich safetensors torchmetrics primePy matplotlib
-	$(WX_PIP) -e . pytest pytest-timeout jiwer whisper-normalizer
+	$(WX_PIP) -e . pytest pytest-timeout jiwer whisper-normalizer jsonschema
 	$(WX_VENV)/bin/python -c "import whisperx.vads"
 	touch $@
 

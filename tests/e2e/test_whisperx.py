@@ -171,3 +171,52 @@ def test_the_pyannote_encoder_tells_speakers_apart(testdata: Path) -> None:
     report = run(conversations, load_encoder("pyannote", model=PYANNOTE_EMBEDDING))
     record("diarization_pyannote", report)
     assert report["der"] <= 0.3, report
+
+
+def _untrained_pyannote_model(folder: Path) -> Path:
+    """A pyannote.audio WeSpeaker ResNet34 with random weights, saved as its checkpoints are:
+    the trained one cannot be downloaded here, but this exercises the loading and inference
+    code with the real library."""
+    import lightning
+    import torch
+    from pyannote.audio.core.task import Problem, Resolution, Specifications
+    from pyannote.audio.models.embedding import WeSpeakerResNet34
+
+    model = WeSpeakerResNet34()
+    model.specifications = Specifications(
+        problem=Problem.REPRESENTATION, resolution=Resolution.CHUNK, duration=3.0
+    )
+    checkpoint = {
+        "state_dict": model.state_dict(),
+        "hyper_parameters": dict(model.hparams),
+        "pytorch-lightning_version": lightning.__version__,
+    }
+    model.on_save_checkpoint(checkpoint)
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save(checkpoint, folder / "pytorch_model.bin")
+    return folder
+
+
+def test_a_server_with_the_pyannote_encoder_labels_speech(tmp_path: Path) -> None:
+    """--diarization --speaker-encoder pyannote --speaker-model DIR: the server loads the model
+    at startup and labels a session's words (an untrained model: labels, not accuracy)."""
+    import json
+
+    from tests.integration.conftest import running_server
+    from tests.integration.test_diarization import two_voices
+    from tests.integration.test_json_protocol import json_session, pcm16, send_chunks, until
+
+    model = _untrained_pyannote_model(tmp_path / "wespeaker")
+    with running_server(
+        diarization=True, speaker_encoder="pyannote", speaker_model=str(model)
+    ) as srv:
+        assert srv.server.speaker_encoder is not None
+        assert srv.server.speaker_encoder.name == "pyannote"
+        ws, ready = json_session(srv.url)
+        assert ready["diarization"] is True
+        ws.send(json.dumps({"type": "start_recording", "config": {}}))
+        send_chunks(ws, pcm16(two_voices()))
+        ws.send(json.dumps({"type": "stop_recording"}))
+        finals = [m for m in until(ws, "stopped") if m["type"] == "transcription"]
+        ws.close()
+    assert finals and all(isinstance(m["speaker"], int) and m["speaker"] >= 1 for m in finals)

@@ -86,7 +86,7 @@ def running_server(
     processor: ProcessorOptions | None = None,
     port: int = 0,
     tls: tuple[str, str] | None = None,
-    speaker_encoder: SpeakerEncoder | None = None,
+    encoder: SpeakerEncoder | None = None,
     **server_kw: Any,
 ) -> Iterator[RunningServer]:
     """Start a server on 127.0.0.1 (port 0: any free one); shut it down afterwards."""
@@ -97,7 +97,7 @@ def running_server(
         server_options=options,
         ssl_certfile=tls[0] if tls else None,
         ssl_keyfile=tls[1] if tls else None,
-        speaker_encoder=speaker_encoder,
+        speaker_encoder=encoder,
     )
     loop = asyncio.new_event_loop()
     started = threading.Event()
