@@ -160,3 +160,27 @@ def test_a_long_stream_keeps_a_bounded_number_of_turns(monkeypatch: pytest.Monke
         tracker.push(run, shifted)
     assert len(tracker.turns) == 5
     assert tracker.turns[-1].start == pytest.approx(11 * 1.1, abs=0.01)
+
+
+def test_a_speech_end_decided_later_ends_the_turn_where_the_speech_ended() -> None:
+    """The VAD decides an end of speech ``min_silence_ms`` after it (its event comes with a
+    later chunk): the turn ends at the event's time, and no window is embedded over the
+    silence in between (it would read as a different voice)."""
+    seen: list[float] = []
+
+    class Recording(ScriptedEncoder):
+        def embed(self, samples: np.ndarray) -> np.ndarray:
+            seen.append(float(np.abs(samples).mean()))
+            return super().embed(samples)
+
+    audio = np.concatenate([tone(3.0, freq_hz=200), np.zeros(2 * SAMPLE_RATE, np.float32)])
+    start = VadEvent(VadEventKind.SPEECH_START, 0)
+    end = VadEvent(VadEventKind.SPEECH_END, int(3.2 * SAMPLE_RATE))  # 0.2 s pad after speech
+    tracker = SpeakerTracker(Recording(noise=0.0), lookahead_s=0.8)
+    step = SAMPLE_RATE // 4
+    for i in range(0, audio.shape[0], step):
+        events = [start] if i == 0 else [end] if i == 4 * SAMPLE_RATE else []  # 0.8 s later
+        tracker.push(audio[i : i + step], events)
+    tracker.close()
+    assert [(t.start, round(t.end, 2), t.speaker) for t in tracker.turns] == [(0.0, 3.2, 1)]
+    assert min(seen) > 0.1  # every embedded window is mostly the tone, none mostly silence

@@ -20,6 +20,7 @@ from typing import Any
 from websockets.frames import CloseCode
 
 from ..audio import SAMPLE_RATE, StreamingResampler
+from ..config import ProcessorOptions
 from ..exceptions import AudioError, ProtocolError, StateError
 from ..speakers import OnlineClustering, SpeakerTracker
 from ..streaming.processor import ASRProcessor
@@ -380,7 +381,7 @@ class _Driver:
             ctx.scheduler,
             ctx.metrics,
             recorder=ctx.open_recording(name),
-            speakers=self._speaker_tracker() if begin.diarize else None,
+            speakers=self._speaker_tracker(begin.options) if begin.diarize else None,
         )
         session.events.on_overflow = lambda: self.life.end(EndReason.SLOW_READER)
         quiet_s = ctx.options.quiet_flush_s
@@ -397,11 +398,16 @@ class _Driver:
             session.speakers is not None,
         )
 
-    def _speaker_tracker(self) -> SpeakerTracker | None:
+    def _speaker_tracker(self, options: ProcessorOptions) -> SpeakerTracker | None:
         encoder = self.ctx.speaker_encoder
         if encoder is None:
             return None  # the adapter warned the client
-        return SpeakerTracker(encoder, OnlineClustering(max_speakers=self.ctx.options.max_speakers))
+        vad = options.vad
+        return SpeakerTracker(
+            encoder,
+            OnlineClustering(max_speakers=self.ctx.options.max_speakers),
+            lookahead_s=max(0, vad.min_silence_ms - vad.speech_pad_ms) / 1000,
+        )
 
     async def _feed(self, audio: Audio) -> None:
         stream = self.stream

@@ -69,6 +69,9 @@ class SpeakerTracker:
         settle_windows: windows after which a turn's label is settled.
         min_speech_s: speech runs shorter than this are not embedded; their words take the
             nearest turn's speaker.
+        lookahead_s: how long after its audio the VAD may still end the speech before it
+            (its ``min_silence_ms - speech_pad_ms``): windows wait that long, so they are not
+            embedded over the silence after the last word. 0 without a VAD.
     """
 
     def __init__(
@@ -81,6 +84,7 @@ class SpeakerTracker:
         change_threshold: float = 0.7,
         settle_windows: int = 5,
         min_speech_s: float = 0.4,
+        lookahead_s: float = 0.8,
     ) -> None:
         if not 0 < hop_s <= window_s:
             raise ValueError(f"need 0 < hop_s <= window_s, got {hop_s} and {window_s}")
@@ -89,6 +93,7 @@ class SpeakerTracker:
         self._window = round(window_s * SAMPLE_RATE)
         self._hop = round(hop_s * SAMPLE_RATE)
         self._min_speech = round(min_speech_s * SAMPLE_RATE)
+        self._lookahead = round(lookahead_s * SAMPLE_RATE)
         self.change_threshold = change_threshold
         self.settle_windows = settle_windows
         self._pos = 0  # samples pushed so far
@@ -113,19 +118,21 @@ class SpeakerTracker:
         self._pos += samples.shape[0]
         if events is None:
             if not self._in_speech:
-                self._begin_run(start)
-            self._extend(samples)
+                self._begin_run(start, start)
+            self._extend(samples, lookahead=0)
         else:
             cursor = 0
             for event in events:
+                # Events may lie before this chunk (a start is padded back; an end is decided
+                # min_silence_ms after it): times take the event, audio what was kept.
                 at = min(max(event.sample - start, cursor), samples.shape[0])
                 if self._in_speech:
                     self._extend(samples[cursor:at])
                 cursor = at
                 if event.kind is VadEventKind.SPEECH_START and not self._in_speech:
-                    self._begin_run(start + at)
+                    self._begin_run(min(event.sample, start + at), start + at)
                 elif event.kind is VadEventKind.SPEECH_END and self._in_speech:
-                    self._end_run(start + at)
+                    self._end_run(max(event.sample, self._run_start))
             if self._in_speech:
                 self._extend(samples[cursor:])
         self._publish()
@@ -138,19 +145,27 @@ class SpeakerTracker:
             self._close_turn()
         self._publish()
 
-    def _begin_run(self, at: int) -> None:
+    def _begin_run(self, start: int, audio_at: int) -> None:
+        """Speech from ``start``; its audio is kept from ``audio_at``."""
         self._in_speech = True
         self._run = []
-        self._run_at = self._run_start = self._next_window = self._covered = at
+        self._run_start = start
+        self._run_at = self._next_window = self._covered = audio_at
 
     def _buffered_end(self) -> int:
         return self._run_at + sum(int(part.shape[0]) for part in self._run)
 
-    def _extend(self, samples: Float32Array) -> None:
+    def _extend(self, samples: Float32Array, lookahead: int | None = None) -> None:
         if samples.shape[0] == 0:
             return
         self._run.append(samples)
-        while self._next_window + self._window <= self._buffered_end():
+        self._embed_until(
+            self._buffered_end() - (self._lookahead if lookahead is None else lookahead)
+        )
+
+    def _embed_until(self, limit: int) -> None:
+        """Embed every window of the run that ends by ``limit``."""
+        while self._next_window + self._window <= limit:
             end = self._next_window + self._window
             self._add_window(self._next_window, end, self._take(self._next_window, end))
             self._covered = end
@@ -162,11 +177,12 @@ class SpeakerTracker:
         the whole of a run shorter than a window), then end its turn."""
         self._in_speech = False
         end = min(at, self._buffered_end()) if self._run else self._covered
+        self._embed_until(end)
         if end - self._covered >= self._min_speech:
             first = max(self._run_at, end - self._window)
             self._add_window(first, end, self._take(first, end))
         if self._turn is not None:
-            self._turn.end = max(self._turn.end, at / SAMPLE_RATE)
+            self._turn.end = max(self._turn.start, at / SAMPLE_RATE)  # where the speech ended
             self._close_turn()
         self._run = []
 
