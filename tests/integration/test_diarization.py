@@ -33,8 +33,8 @@ TURN_S = 4.0
 DIARIZING: set[str] = set()  # servers started with diarization
 
 
-def two_voices() -> np.ndarray:
-    t = np.arange(int(TURN_S * 16000)) / 16000
+def two_voices(turn_s: float = TURN_S) -> np.ndarray:
+    t = np.arange(int(turn_s * 16000)) / 16000
     return np.concatenate(
         [(0.3 * np.sin(2 * np.pi * f * t)).astype(np.float32) for f in (200.0, 650.0)]
     )
@@ -61,7 +61,7 @@ def test_the_stock_whisperlive_client_ignores_the_speaker_field(tmp_path: Path) 
         w.setnchannels(1)
         w.setsampwidth(2)
         w.setframerate(16000)
-        w.writeframes(pcm16(two_voices()))
+        w.writeframes(pcm16(two_voices(2.5)))
     with running_server(encoder=ScriptedEncoder(noise=0.1), diarization=True) as srv:
         proc = run_stock_client(srv.port, audio, tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
