@@ -56,6 +56,20 @@ def silence(seconds: float) -> np.ndarray:
     return np.zeros(int(seconds * SAMPLE_RATE), np.float32)
 
 
+def write_wav(path: Path, samples: np.ndarray) -> Path:
+    """``samples`` (float32, 16 kHz, mono) as a 16-bit PCM WAV file."""
+    import wave
+
+    from whisper_streaming.audio import float32_to_pcm16
+
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(SAMPLE_RATE)
+        w.writeframes(float32_to_pcm16(samples))
+    return path
+
+
 def run_python(script: str, cwd: Path, timeout_s: float) -> subprocess.CompletedProcess[str]:
     """Run a Python script (dedented) in a fresh interpreter of this environment."""
     return subprocess.run(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import os
-import wave
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,7 +12,8 @@ import numpy as np
 import pytest
 from whisper_normalizer.english import EnglishTextNormalizer
 
-from whisper_streaming.audio import SAMPLE_RATE, decode_file, float32_to_pcm16
+from tests.conftest import write_wav
+from whisper_streaming.audio import SAMPLE_RATE, decode_file
 from whisper_streaming.backends import load_backend
 from whisper_streaming.backends.base import ASRBackend, InferenceRequest, Transcription
 
@@ -95,11 +95,7 @@ def speech_wav(paths: list[Path], out: Path, *, gap_s: float, tail_s: float) -> 
         silence = tail_s if i == len(paths) - 1 else gap_s
         parts += [decode_file(path), np.zeros(int(silence * SAMPLE_RATE), np.float32)]
     samples = np.concatenate(parts)
-    with wave.open(str(out), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(SAMPLE_RATE)
-        w.writeframes(float32_to_pcm16(samples))
+    write_wav(out, samples)
     return samples.shape[0] / SAMPLE_RATE
 
 

@@ -7,7 +7,6 @@ import json
 import subprocess
 import sys
 import time
-import wave
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,10 +15,10 @@ import numpy as np
 import pytest
 
 from bench.diarization import Conversation, build_conversations, run
-from tests.conftest import ARTIFACTS, record, timeout
+from tests.conftest import ARTIFACTS, record, timeout, write_wav
 from tests.integration.conftest import RunningServer, running_server
 from whisper_streaming import ProcessorOptions, load_backend
-from whisper_streaming.audio import SAMPLE_RATE, float32_to_pcm16
+from whisper_streaming.audio import SAMPLE_RATE
 
 pytestmark = pytest.mark.e2e
 
@@ -62,13 +61,8 @@ def test_live_diarization_error_rate_on_real_conversations(
 
 
 def _wav(conversation: Conversation, path: Path, tail_s: float = 0.0) -> Path:
-    audio = np.concatenate([conversation.audio, np.zeros(int(tail_s * SAMPLE_RATE), np.float32)])
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(SAMPLE_RATE)
-        w.writeframes(float32_to_pcm16(audio))
-    return path
+    tail = np.zeros(int(tail_s * SAMPLE_RATE), np.float32)
+    return write_wav(path, np.concatenate([conversation.audio, tail]))
 
 
 def _speaker_at(conversation: Conversation, t: float) -> str | None:

@@ -127,14 +127,20 @@ def test_options_it_lacks_and_missing_alignment_models_fail_when_loading(tmp_pat
         load_backend("whisperx", device="cpu", align_model=str(tmp_path))
 
 
-ALIGN_MODEL = os.environ.get("WHISPER_STREAMING_ALIGN_MODEL")
+def _local_model(variable: str, what: str) -> tuple[str | None, pytest.MarkDecorator]:
+    """The model directory ``variable`` names, and a mark that skips the test without it."""
+    path = os.environ.get(variable)
+    reason = f"needs {what} ({variable}=DIR); this machine cannot download it"
+    return path, pytest.mark.skipif(not path, reason=reason)
 
 
-@pytest.mark.skipif(
-    not ALIGN_MODEL,
-    reason="needs a local wav2vec2 alignment model (WHISPER_STREAMING_ALIGN_MODEL=DIR, e.g. "
-    "facebook/wav2vec2-base-960h) and NLTK's punkt_tab; this machine cannot download them",
+ALIGN_MODEL, needs_align_model = _local_model(
+    "WHISPER_STREAMING_ALIGN_MODEL",
+    "a local wav2vec2 alignment model, e.g. facebook/wav2vec2-base-960h, and NLTK's punkt_tab",
 )
+
+
+@needs_align_model
 def test_aligned_word_times(testdata: Path) -> None:
     backend = load_backend("whisperx", device="cpu", align_model=ALIGN_MODEL)
     result = backend.transcribe(InferenceRequest(decode_file(testdata / "jfk" / "jfk.flac"), 0.0))
@@ -155,14 +161,13 @@ def test_the_pyannote_speaker_encoder_says_what_to_download(tmp_path: Path) -> N
         load_encoder("pyannote", model=str(tmp_path / "missing"))
 
 
-PYANNOTE_EMBEDDING = os.environ.get("WHISPER_STREAMING_PYANNOTE_EMBEDDING")
-
-
-@pytest.mark.skipif(
-    not PYANNOTE_EMBEDDING,
-    reason="needs a local pyannote embedding model (WHISPER_STREAMING_PYANNOTE_EMBEDDING=DIR, "
-    "e.g. pyannote/wespeaker-voxceleb-resnet34-LM); this machine cannot download it",
+PYANNOTE_EMBEDDING, needs_pyannote_embedding = _local_model(
+    "WHISPER_STREAMING_PYANNOTE_EMBEDDING",
+    "a local pyannote embedding model, e.g. pyannote/wespeaker-voxceleb-resnet34-LM",
 )
+
+
+@needs_pyannote_embedding
 def test_the_pyannote_encoder_tells_speakers_apart(testdata: Path) -> None:
     from bench.diarization import build_conversations, run
     from whisper_streaming.speakers import load_encoder

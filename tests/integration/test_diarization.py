@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from tests.conftest import write_wav
 from tests.integration.conftest import (
     TIMELINE,
     english_backend,
@@ -54,14 +55,7 @@ def _json_recording(url: str, **config: Any) -> list[dict[str, Any]]:
 def test_the_stock_whisperlive_client_ignores_the_speaker_field(tmp_path: Path) -> None:
     """The unmodified whisper_live 0.10 client on a diarizing server (its segments carry
     ``speaker``): it connects, shows the text and ends as usual."""
-    import wave
-
-    audio = tmp_path / "two-voices.wav"
-    with wave.open(str(audio), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(16000)
-        w.writeframes(pcm16(two_voices(2.5)))
+    audio = write_wav(tmp_path / "two-voices.wav", two_voices(2.5))
     with running_server(encoder=ScriptedEncoder(noise=0.1), diarization=True) as srv:
         proc = run_stock_client(srv.port, audio, tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
